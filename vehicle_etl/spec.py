@@ -1,0 +1,90 @@
+"""What is read from a vPIC source and where it lands: one declaration for every source flavour.
+
+Source names are vPIC's (SQL Server `dbo` and the SQLite copies spell them `Make.Id`; NHTSA's
+PostgreSQL dump lower-cases them in schema `vpic`); `sources.py` maps them per flavour.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+Kind = Literal["int", "text", "name", "ts", "bool"]
+
+
+@dataclass(frozen=True)
+class Col:
+    source: str  # vPIC column name
+    target: str  # platform column name
+    kind: Kind  # name: text trimmed of stray whitespace; ts: timestamp; bool: 0/1 flag
+
+
+@dataclass(frozen=True)
+class TableSpec:
+    source: str
+    target: str
+    columns: tuple[Col, ...]
+    required: bool = True
+
+    @property
+    def source_columns(self) -> list[str]:
+        return [c.source for c in self.columns]
+
+    @property
+    def target_columns(self) -> list[str]:
+        return [c.target for c in self.columns]
+
+
+def _t(source: str, target: str, *cols: tuple[str, str, Kind], required: bool = True) -> TableSpec:
+    return TableSpec(source, target, tuple(Col(*c) for c in cols), required)
+
+
+TABLES: tuple[TableSpec, ...] = (
+    _t("Make", "make", ("Id", "make_id", "int"), ("Name", "make_name", "name"),
+       ("CreatedOn", "created_on", "ts"), ("UpdatedOn", "updated_on", "ts")),
+    _t("Model", "model", ("Id", "model_id", "int"), ("Name", "model_name", "name"),
+       ("CreatedOn", "created_on", "ts"), ("UpdatedOn", "updated_on", "ts")),
+    _t("Make_Model", "make_model", ("MakeId", "make_id", "int"), ("ModelId", "model_id", "int")),
+    _t("Manufacturer", "manufacturer", ("Id", "manufacturer_id", "int"), ("Name", "manufacturer_name", "name")),
+    _t("Manufacturer_Make", "manufacturer_make",
+       ("ManufacturerId", "manufacturer_id", "int"), ("MakeId", "make_id", "int")),
+    _t("Wmi", "wmi", ("Id", "wmi_id", "int"), ("Wmi", "wmi", "name"),
+       ("ManufacturerId", "manufacturer_id", "int"), ("MakeId", "make_id", "int"),
+       ("VehicleTypeId", "vehicle_type_id", "int"), ("TruckTypeId", "truck_type_id", "int"),
+       ("CountryId", "country_id", "int"), ("PublicAvailabilityDate", "public_availability_date", "ts"),
+       ("CreatedOn", "created_on", "ts"), ("UpdatedOn", "updated_on", "ts")),
+    _t("Wmi_Make", "wmi_make", ("WmiId", "wmi_id", "int"), ("MakeId", "make_id", "int")),
+    _t("VinSchema", "vin_schema", ("Id", "vin_schema_id", "int"), ("Name", "schema_name", "name"),
+       ("TobeQCed", "tobe_qced", "bool"), ("CreatedOn", "created_on", "ts"), ("UpdatedOn", "updated_on", "ts")),
+    _t("Wmi_VinSchema", "wmi_vin_schema", ("Id", "wmi_vin_schema_id", "int"), ("WmiId", "wmi_id", "int"),
+       ("VinSchemaId", "vin_schema_id", "int"), ("YearFrom", "year_from", "int"), ("YearTo", "year_to", "int")),
+    _t("Element", "element", ("Id", "element_id", "int"), ("Name", "element_name", "name"),
+       ("Code", "code", "name"), ("LookupTable", "lookup_table", "name"), ("DataType", "data_type", "name"),
+       ("Decode", "decode", "name"), ("IsPrivate", "is_private", "bool"), ("weight", "weight", "int")),
+    _t("Pattern", "pattern", ("Id", "pattern_id", "int"), ("VinSchemaId", "vin_schema_id", "int"),
+       ("Keys", "keys", "name"), ("ElementId", "element_id", "int"), ("AttributeId", "attribute_id", "name"),
+       ("CreatedOn", "created_on", "ts"), ("UpdatedOn", "updated_on", "ts")),
+    _t("EngineModel", "engine_model", ("Id", "engine_model_id", "int"), ("Name", "engine_model_name", "name"),
+       ("Description", "description", "text")),
+    _t("EngineModelPattern", "engine_model_pattern", ("Id", "engine_model_pattern_id", "int"),
+       ("EngineModelId", "engine_model_id", "int"), ("ElementId", "element_id", "int"),
+       ("AttributeId", "attribute_id", "name")),
+    _t("Conversion", "conversion", ("Id", "conversion_id", "int"), ("FromElementId", "from_element_id", "int"),
+       ("ToElementId", "to_element_id", "int"), ("Formula", "formula", "name"), required=False),
+)
+
+# Lookup tables (Id, Name) are discovered from Element.LookupTable and land in one `lookup` table.
+LOOKUP_COLUMNS = (Col("Id", "lookup_id", "int"), Col("Name", "lookup_name", "name"))
+LOOKUP_TARGET = "lookup"
+# Lookups that have their own platform tables.
+LOOKUPS_WITH_OWN_TABLE = frozenset({"Make", "Model", "Manufacturer"})
+
+# Tables the platform builds from the loaded ones (include/sql/derive/).
+DERIVED_TABLES = ("model_year",)
+
+
+def by_source(name: str) -> TableSpec:
+    for spec in TABLES:
+        if spec.source == name:
+            return spec
+    raise KeyError(name)
