@@ -13,7 +13,9 @@ from vehicle_etl.config import SQL_DIR, Settings, platform_conninfo
 
 
 @contextlib.contextmanager
-def connect(settings: Settings, *, autocommit: bool = False) -> Iterator[psycopg.Connection]:
+def connect(settings: Settings, *, autocommit: bool = True) -> Iterator[psycopg.Connection]:
+    """Autocommit by default: every unit of work is an explicit `with conn.transaction()`, so a
+    stray read never leaves an implicit transaction open that would turn later blocks into savepoints."""
     conn = psycopg.connect(platform_conninfo(settings), autocommit=autocommit)
     try:
         yield conn

@@ -1,0 +1,49 @@
+# The two commands a newcomer needs:  make run  (the ETL once, embedded defaults)  and  make test.
+SHELL := /bin/bash
+PYTHON ?= python3.11
+VENV := .venv
+BIN := $(VENV)/bin
+export AIRFLOW_HOME ?= $(CURDIR)/var/airflow
+export AIRFLOW__CORE__DAGS_FOLDER := $(CURDIR)/dags
+export AIRFLOW__CORE__PLUGINS_FOLDER := $(CURDIR)/plugins
+export AIRFLOW__CORE__LOAD_EXAMPLES := False
+export AIRFLOW__CORE__UNIT_TEST_MODE := False
+export PYTHONPATH := $(CURDIR)
+
+.PHONY: run test install airflow-db lint bench airflow-ui clean
+
+$(BIN)/.installed: requirements.txt pyproject.toml
+	@command -v $(PYTHON) >/dev/null || { echo "Python 3.11 is required ($(PYTHON) not found)"; exit 1; }
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q uv==0.13.9
+	$(BIN)/uv pip install --python $(BIN)/python -q -r requirements.txt
+	$(BIN)/uv pip install --python $(BIN)/python -q --no-deps -e .
+	touch $@
+
+install: $(BIN)/.installed
+
+$(AIRFLOW_HOME)/airflow.db: $(BIN)/.installed
+	mkdir -p $(AIRFLOW_HOME)
+	$(BIN)/airflow db migrate >/dev/null
+
+airflow-db: $(AIRFLOW_HOME)/airflow.db
+
+# The ETL once, end to end, through Airflow (airflow dags test), on the embedded defaults.
+run: install airflow-db
+	$(BIN)/airflow dags test vpic_vehicle_etl
+	@$(BIN)/vehicle-etl summary
+
+test: install airflow-db
+	$(BIN)/ruff check .
+	$(BIN)/pytest
+
+bench: install
+	$(BIN)/python bench/etl_full.py
+
+# The Airflow UI on http://localhost:8080 (airflow standalone; credentials are printed on start).
+airflow-ui: install airflow-db
+	$(BIN)/airflow standalone
+
+clean:
+	-$(BIN)/vehicle-etl embedded-stop
+	rm -rf var

@@ -1,0 +1,158 @@
+"""vPIC → MVP Platform: the weekly vehicle catalog ETL (wiring only; logic in vehicle_etl.pipeline)."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+from airflow.sdk import Asset, Param, dag, get_current_context, task
+
+from vehicle_etl.airflow_adapter import fail_fast, on_task_failure, run_info
+
+LIVE_CATALOG = Asset(
+    name="mvp_platform_vehicles_catalog",
+    uri="postgres://mvp-platform-database:5432/mvp-platform-vehicles/vehicles/catalog_info",
+)
+
+DOC = """
+### vPIC vehicle catalog ETL
+Builds the MVP Platform catalog (schema `vehicles`) from NHTSA's vPIC release:
+restore the backup → extract/load into `vehicles_staging` with COPY → derive the dropdown
+tables → key checks → keys and indexes → quality gate → atomic swap (previous version kept as
+`vehicles_previous`) → completion marker and run history (`etl.run_history`).
+
+**Params**: `release` (YYYY_MM, default: newest available), `source` (a source URL without a
+password, or `conn:<connection id>`; default: configuration), `force` (rebuild a release that is
+already live), `allow_drift` (accept a release that shrinks more than the drift threshold).
+
+A failed run never touches `vehicles`; its staging schema is kept for inspection
+(`vehicle-etl cleanup` drops it). Roll back with `vehicle-etl rollback`.
+"""
+
+DEFAULT_ARGS = {
+    "owner": "vehicle-data-platform",
+    "retries": 2,
+    "retry_delay": timedelta(minutes=5),
+    "retry_exponential_backoff": True,
+    "on_failure_callback": on_task_failure,
+}
+
+
+@dag(
+    dag_id="vpic_vehicle_etl",
+    schedule="@weekly",
+    start_date=datetime(2026, 1, 1),
+    catchup=False,
+    max_active_runs=1,
+    default_args=DEFAULT_ARGS,
+    tags=["vpic", "vehicles", "etl", "mvp-platform"],
+    doc_md=DOC,
+    params={
+        "release": Param(None, type=["null", "string"], pattern=r"^\d{4}_(0[1-9]|1[0-2])$",
+                         title="Release", description="vPIC release YYYY_MM; empty = newest available"),
+        "source": Param(None, type=["null", "string"], maxLength=500, title="Source",
+                        description="sqlite:///path, postgresql+psycopg://user@host/db or conn:<id>; "
+                                    "empty = configured source or backups folder"),
+        "force": Param(False, type="boolean", title="Force",
+                       description="rebuild even if this release is already live and verified"),
+        "allow_drift": Param(False, type="boolean", title="Allow drift",
+                             description="accept a release whose tables shrink beyond the threshold"),
+    },
+)
+def vpic_vehicle_etl() -> None:
+    @task(doc_md="Find the release (restoring a backup when a backups folder is configured) and open run history.")
+    @fail_fast
+    def restore() -> dict:
+        from vehicle_etl import pipeline
+        from vehicle_etl.config import Settings
+
+        ctx = get_current_context()
+        params = ctx["params"]
+        run_id, trigger = run_info(ctx)
+        settings = Settings()
+        ref = pipeline.source_ref(settings, params.get("source"), params.get("release"))
+        pipeline.start_run(settings, run_id, ref, trigger)
+        return ref.as_dict()
+
+    @task.short_circuit(doc_md="Skip the rest when this release is already live and verified (unless force).")
+    @fail_fast
+    def check_release(ref: dict) -> bool:
+        from vehicle_etl import pipeline
+        from vehicle_etl.config import Settings
+
+        ctx = get_current_context()
+        settings = Settings()
+        if pipeline.is_noop(settings, pipeline.SourceRef(**ref), bool(ctx["params"].get("force"))):
+            pipeline.mark_noop(settings, run_info(ctx)[0])
+            return False
+        return True
+
+    @task(doc_md="Stream every vPIC table into `vehicles_staging` with COPY; returns the table names.")
+    @fail_fast
+    def extract_load(ref: dict) -> list[str]:
+        from vehicle_etl import pipeline
+        from vehicle_etl.config import Settings
+
+        counts = pipeline.extract_load_step(Settings(), run_info(get_current_context())[0], pipeline.SourceRef(**ref))
+        return sorted(counts)
+
+    @task(doc_md="Derive the dropdown tables (model years, options) inside PostgreSQL.")
+    @fail_fast
+    def transform(tables: list[str]) -> list[str]:
+        from vehicle_etl import pipeline
+        from vehicle_etl.config import Settings
+
+        return tables + sorted(pipeline.transform_step(Settings(), run_info(get_current_context())[0]))
+
+    @task(doc_md="Gate 1: row counts, key uniqueness, foreign-key coverage (before keys are declared).")
+    @fail_fast
+    def key_checks(tables: list[str]) -> list[str]:
+        from vehicle_etl import pipeline
+        from vehicle_etl.config import Settings
+
+        pipeline.key_gate_step(Settings(), run_info(get_current_context())[0])
+        return tables
+
+    @task(doc_md="Declare keys, build indexes, install the SQL functions in staging, analyze.")
+    @fail_fast
+    def build_keys(tables: list[str]) -> list[str]:
+        from vehicle_etl import pipeline
+        from vehicle_etl.config import Settings
+
+        pipeline.build_keys_step(Settings(), run_info(get_current_context())[0])
+        return tables
+
+    @task(retries=0, doc_md="Gate 2: the full data-quality gate; a failure stops the run before the swap.")
+    @fail_fast
+    def validate(tables: list[str]) -> list[str]:
+        from vehicle_etl import pipeline
+        from vehicle_etl.config import Settings
+
+        ctx = get_current_context()
+        pipeline.validate_step(Settings(), run_info(ctx)[0], allow_drift=bool(ctx["params"].get("allow_drift")))
+        return tables
+
+    @task(outlets=[LIVE_CATALOG], doc_md="Atomic swap: staging becomes `vehicles`, live becomes `vehicles_previous`.")
+    @fail_fast
+    def swap(ref: dict, tables: list[str]) -> None:
+        from vehicle_etl import pipeline
+        from vehicle_etl.config import Settings
+
+        pipeline.swap_step(Settings(), run_info(get_current_context())[0], pipeline.SourceRef(**ref))
+
+    @task(doc_md="Write the completion marker and invalidate the app's caches.")
+    @fail_fast
+    def publish() -> str:
+        from vehicle_etl import pipeline
+        from vehicle_etl.config import Settings
+
+        return str(pipeline.publish_step(Settings(), run_info(get_current_context())[0]))
+
+    ref = restore()
+    gate = check_release(ref)
+    loaded = extract_load(ref)
+    gate >> loaded
+    swapped = swap(ref, validate(build_keys(key_checks(transform(loaded)))))
+    swapped >> publish()
+
+
+vpic_vehicle_etl()

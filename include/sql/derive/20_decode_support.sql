@@ -1,0 +1,196 @@
+-- Decoder support tables, precomputed once per release so that decode_vin() does no parsing.
+-- search_path = the staging schema. Helpers live in pg_temp: nothing but tables is left behind.
+-- Tables: decode_key (one row per distinct vPIC key: LIKE prefilter, regex, per-position
+-- characters), decode_pattern, decode_schema_chars, decode_wmi, decode_element, decode_error_code,
+-- decode_template. docs/DECODER.md explains each.
+
+-- A bracket class, e.g. "1-58", "CFJM_", or the malformed "1-A-JT", as the characters it admits
+-- (letters and digits only, in order). Ranges run in character order over the 33 VIN characters
+-- (as NHTSA's fValidCharsInRegEx); after a range a '-' is literal, so "1-A-JT" reads 1..A, J, T
+-- (SQL Server's LIKE reading; NHTSA's PostgreSQL port raises an error on that key).
+CREATE OR REPLACE FUNCTION pg_temp.vpic_class_chars(cls text) RETURNS text
+LANGUAGE plpgsql IMMUTABLE AS $$
+DECLARE
+    vin_chars constant text := '0123456789ABCDEFGHJKLMNPRSTUVWXYZ';
+    an constant text := '0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ';
+    body text := upper(cls);
+    neg boolean := false;
+    raw text := '';
+    p int := 1;
+    n int;
+    a text;
+    b text;
+BEGIN
+    IF left(body, 1) = '^' THEN
+        neg := true;
+        body := substr(body, 2);
+    END IF;
+    n := length(body);
+    WHILE p <= n LOOP
+        a := substr(body, p, 1);
+        IF p + 2 <= n AND substr(body, p + 1, 1) = '-' THEN
+            b := substr(body, p + 2, 1);
+            IF a COLLATE "C" <= b COLLATE "C" AND a ~ '[0-9A-Z]' AND b ~ '[0-9A-Z]' THEN
+                raw := raw || regexp_replace(vin_chars, '[^' || a || '-' || b || ']', '', 'g');
+            END IF;
+            p := p + 3;
+        ELSE
+            raw := raw || a;
+            p := p + 1;
+        END IF;
+    END LOOP;
+    -- translate() twice keeps the characters of `an` that occur in raw, in order, once each.
+    raw := translate(an, translate(an, raw, ''), '');
+    IF neg THEN
+        raw := translate(vin_chars, raw, '');
+    END IF;
+    RETURN raw;
+END $$;
+
+-- Every key, parsed once into tokens (a literal, '*', '#' or a whole bracket class); set-based,
+-- as a PL/pgSQL character loop over 58k keys takes several seconds.
+CREATE TEMP TABLE vpic_key_token ON COMMIT DROP AS
+SELECT k.keys, t.ord::int AS ord, t.m[1] AS tok
+FROM (SELECT DISTINCT upper(keys) AS keys FROM pattern) k
+CROSS JOIN LATERAL regexp_matches(k.keys, '\[[^]]*\]?|.', 'g') WITH ORDINALITY AS t(m, ord);
+
+CREATE TEMP TABLE vpic_class ON COMMIT DROP AS
+SELECT tok, pg_temp.vpic_class_chars(trim(trailing ']' FROM substr(tok, 2))) AS chars
+FROM (SELECT DISTINCT tok FROM vpic_key_token WHERE left(tok, 1) = '[') c;
+
+-- One key: the LIKE prefix pattern (a class is '_' there and confirmed by the regex), the
+-- anchored regex (only for keys with a class), the characters each position admits in NHTSA's
+-- strict sense (fValidCharsInKey: '*' admits none, '#' the digits; behind error codes 2-5 and
+-- 14), and in the loose sense ('*' admits every character; the dropdowns' compatibility test).
+CREATE TABLE decode_key AS
+SELECT t.keys,
+       string_agg(CASE WHEN c.tok IS NOT NULL OR t.tok = '*' THEN '_'
+                       WHEN t.tok IN ('%', '_', '\') THEN '\' || t.tok
+                       ELSE t.tok END, '' ORDER BY t.ord) || '%' AS like_pat,
+       CASE WHEN bool_or(c.tok IS NOT NULL) THEN
+           '^' || string_agg(CASE WHEN c.tok IS NOT NULL THEN
+                                      CASE WHEN c.chars = '' THEN '[^\s\S]' ELSE '[' || c.chars || ']' END
+                                  WHEN t.tok = '*' THEN '.'
+                                  WHEN t.tok ~ '[A-Z0-9#]' THEN t.tok
+                                  ELSE '\' || t.tok END, '' ORDER BY t.ord)
+       END AS regex,
+       array_agg(CASE WHEN c.tok IS NOT NULL THEN c.chars
+                      WHEN t.tok = '*' THEN ''
+                      WHEN t.tok = '#' THEN '0123456789'
+                      ELSE t.tok END ORDER BY t.ord) AS pos_chars,
+       array_agg(CASE WHEN c.tok IS NOT NULL THEN c.chars
+                      WHEN t.tok = '*' THEN '0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ|'
+                      WHEN t.tok = '#' THEN '0123456789'
+                      ELSE t.tok END ORDER BY t.ord) AS pos_sets
+FROM vpic_key_token t
+LEFT JOIN vpic_class c ON c.tok = t.tok
+GROUP BY t.keys;
+CREATE UNIQUE INDEX decode_key_keys_idx ON decode_key (keys);
+
+-- Elements as the decoder outputs them. lookup_mode: how an AttributeId becomes the printed value.
+-- A lookup table the source does not have (38 of them in the snapshot) prints the id, as the
+-- loader warns; a lookup row missing from a present table prints '' (NHTSA's NULL).
+CREATE TABLE decode_element AS
+SELECT e.element_id, e.code, e.lookup_table, e.weight,
+       e.element_id IN (114, 121, 129, 150, 154, 155, 169, 186) AS multi_value,
+       CASE
+           WHEN e.lookup_table IS NULL OR e.data_type IS DISTINCT FROM 'lookup' THEN 'literal'
+           WHEN e.lookup_table = 'Make' THEN 'make'
+           WHEN e.lookup_table = 'Model' THEN 'model'
+           WHEN e.lookup_table = 'Manufacturer' THEN 'manufacturer'
+           WHEN EXISTS (SELECT 1 FROM lookup l WHERE l.lookup_table = e.lookup_table) THEN 'lookup'
+           ELSE 'literal'
+       END AS lookup_mode,
+       (e.decode IS NOT NULL AND NOT e.is_private) AS output
+FROM element e;
+ALTER TABLE decode_element ADD PRIMARY KEY (element_id);
+
+-- Patterns a public decode may use: not in hidden (TobeQCed) schemas; Make, Manufacturer,
+-- ModelYear and VehicleType never come from patterns. Formula keys ('#') keep every element, as
+-- NHTSA's formula step does not filter on Decode/IsPrivate.
+CREATE TABLE decode_pattern AS
+SELECT p.pattern_id, p.vin_schema_id, p.element_id, p.attribute_id,
+       upper(p.keys) AS keys,
+       strpos(p.keys, '#') > 0 AS is_formula,
+       coalesce(p.updated_on, p.created_on) AS changed_on,
+       length(replace(upper(p.keys), '*', '')) AS lit_len,
+       replace(replace(upper(p.keys), '[', ''), ']', '') AS sort_keys,
+       k.like_pat, k.regex
+FROM pattern p
+JOIN vin_schema s ON s.vin_schema_id = p.vin_schema_id AND NOT s.tobe_qced
+JOIN element e    ON e.element_id = p.element_id
+JOIN decode_key k ON k.keys = upper(p.keys)
+WHERE p.element_id NOT IN (26, 27, 29, 39)
+  AND (strpos(p.keys, '#') > 0 OR (e.decode IS NOT NULL AND NOT e.is_private));
+ALTER TABLE decode_pattern ADD PRIMARY KEY (pattern_id);
+CREATE INDEX decode_pattern_schema_idx ON decode_pattern (vin_schema_id) INCLUDE (like_pat, is_formula);
+
+-- Characters each VIN position admits per schema, from every key of the schema (all elements,
+-- hidden schemas too): NHTSA's fallback for the missing WMIYearValidChars cache, behind error
+-- codes 2-5. pos is the VIN position (key index + 3).
+CREATE TABLE decode_schema_chars AS
+SELECT p.vin_schema_id, u.ord::int + 3 AS pos,
+       translate('0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ',
+                 translate('0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ', string_agg(u.chars, ''), ''), '') AS chars
+FROM (SELECT DISTINCT vin_schema_id, upper(keys) AS keys FROM pattern) p
+JOIN decode_key k ON k.keys = p.keys
+CROSS JOIN LATERAL unnest(k.pos_chars) WITH ORDINALITY AS u(chars, ord)
+WHERE u.chars <> '' AND u.chars <> '|'
+GROUP BY 1, 2;
+CREATE INDEX decode_schema_chars_idx ON decode_schema_chars (vin_schema_id, pos);
+
+-- One row per WMI with what every pass needs. public: PublicAvailabilityDate has passed (checked
+-- again at decode time against now()). car_lt: passenger car, MPV or light truck (position-7
+-- model-year rule, check-digit character rules). single_make: the WMI's only Wmi_Make make.
+CREATE TABLE decode_wmi AS
+SELECT w.wmi, w.wmi_id, w.public_availability_date,
+       w.vehicle_type_id, upper(vt.lookup_name) AS vehicle_type_name,
+       (w.vehicle_type_id IN (2, 7) OR (w.vehicle_type_id = 3 AND w.truck_type_id = 1)) IS TRUE AS car_lt,
+       w.manufacturer_id, upper(mf.manufacturer_name) AS manufacturer_name,
+       sm.make_id AS single_make_id, upper(sm.make_name) AS single_make_name
+FROM wmi w
+LEFT JOIN lookup vt ON vt.lookup_table = 'VehicleType' AND vt.lookup_id = w.vehicle_type_id
+LEFT JOIN manufacturer mf ON mf.manufacturer_id = w.manufacturer_id
+LEFT JOIN LATERAL (
+    SELECT min(m.make_id) AS make_id, min(m.make_name) AS make_name
+    FROM wmi_make wm JOIN make m ON m.make_id = wm.make_id
+    WHERE wm.wmi_id = w.wmi_id
+    HAVING count(*) = 1
+) sm ON true;
+CREATE UNIQUE INDEX decode_wmi_wmi_idx ON decode_wmi (wmi);
+
+-- NHTSA's ErrorCode table is not in the snapshot: names and weights as NHTSA publishes them
+-- (texts of 9 and 12 and the split of the -100..-300 weights over 2-5 are our best knowledge;
+-- docs/DECODER.md). Weights order the passes only.
+CREATE TABLE decode_error_code (
+    id      integer PRIMARY KEY,
+    name    text    NOT NULL,
+    weight  integer NOT NULL,
+    additional_text text
+);
+INSERT INTO decode_error_code VALUES
+ (0,   '0 - VIN decoded clean. Check Digit (9th position) is correct', 0, NULL),
+ (1,   '1 - Check Digit (9th position) does not calculate properly', -5, NULL),
+ (2,   '2 - VIN corrected, error in one position', -100, NULL),
+ (3,   '3 - VIN corrected, error in one position (assuming Check Digit is correct)', -150, NULL),
+ (4,   '4 - VIN corrected, error in one position only (indicated by ! in Suggested VIN), multiple matches found', -200,
+       'In the Possible values section, the Numeric value before the : indicates the position in error and the values after the : indicate the possible values that are allowed in this position.'),
+ (5,   '5 - VIN has errors in few positions', -300,
+       'In the Possible values section, the Numeric value before the : indicates the position in error and the values after the : indicate the possible values that are allowed in this position.'),
+ (6,   '6 - Incomplete VIN', -10, NULL),
+ (7,   '7 - Manufacturer is not registered with NHTSA for sale or importation in the U.S. for use on U.S roads; Please contact the manufacturer directly for more information', -10000, NULL),
+ (8,   '8 - No detailed data available currently', -1000, NULL),
+ (9,   '9 - Glider', 0, NULL),
+ (10,  '10 - Off-road Vehicle Warning – This is not a vehicle identification number (VIN) for a motor vehicle. This indicates that the manufacturer did not certify this product as complying with the Federal motor vehicle safety standards which are applicable to motor vehicles as defined at 49 U.S.C. 30102.', 0, NULL),
+ (11,  '11 - Incorrect Model Year - Position 10 does not match valid model year codes (I, O, Q, U, Z, 0). Decoded data may not be accurate.', -20, NULL),
+ (12,  '12 - Model Year input does not match the Model Year decoded from the VIN. Decoded data may not be accurate.', -20, NULL),
+ (14,  '14 - Unable to provide information for some of the characters in the VIN, based on the manufacturer submission.', -30, NULL),
+ (400, '400 - Invalid Characters Present', -40, NULL);
+
+-- The flat DecodeVinValues object with every output key empty; a decode overlays its values.
+CREATE TABLE decode_template AS
+SELECT jsonb_object_agg(code, '') || jsonb_build_object(
+           'VIN', '', 'MakeID', '', 'ModelID', '', 'ManufacturerId', '',
+           'ErrorCode', '', 'ErrorText', '', 'SuggestedVIN', '', 'PossibleValues', '',
+           'AdditionalErrorText', '', 'VehicleDescriptor', '') AS doc
+FROM decode_element WHERE output AND code IS NOT NULL;

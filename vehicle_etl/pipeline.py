@@ -1,0 +1,348 @@
+"""The pipeline as plain functions: the DAG's tasks and the CLI's build-catalog call the same steps.
+
+State between steps lives in the platform database (staging schema, etl.run_history keyed by
+run id), so Airflow tasks pass only the run id and a source reference, never data or secrets.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import logging
+import re
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import psycopg
+from sqlalchemy.engine import make_url
+
+from vehicle_etl import history, load, quality, swap
+from vehicle_etl.config import (
+    LIVE_SCHEMA,
+    PREVIOUS_SCHEMA,
+    SAMPLE_DB,
+    STAGING_SCHEMA,
+    Settings,
+    default_source_url,
+)
+from vehicle_etl.errors import ConcurrentRunError, EtlError, SourceError
+from vehicle_etl.platform_db import connect, schema_exists, table_counts
+from vehicle_etl.sources import Source, open_source, url_from_airflow_connection
+from vehicle_etl.spec import DERIVED_TABLES
+
+log = logging.getLogger(__name__)
+
+RELEASE_RE = re.compile(r"^\d{4}_(0[1-9]|1[0-2])$")
+RELEASE_IN_NAME = re.compile(r"vPICList_lite_(\d{4}_\d{2})", re.IGNORECASE)
+SAMPLE_RELEASE = "2026_02"  # the shipped sample is cut from vPIC's February 2026 release
+LOCK_KEY = int(hashlib.sha1(b"vehicle_etl.pipeline").hexdigest()[:15], 16)  # stable bigint
+
+
+def new_run_id() -> str:
+    return f"cli__{datetime.now(UTC):%Y%m%dT%H%M%S}_{uuid.uuid4().hex[:6]}"
+
+
+def validate_release(release: str | None) -> str | None:
+    if release in (None, ""):
+        return None
+    if not isinstance(release, str) or not RELEASE_RE.fullmatch(release):
+        raise EtlError(f"invalid release {str(release)[:40]!r}: expected YYYY_MM, e.g. 2026_02")
+    return release
+
+
+# -- sources -----------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class SourceRef:
+    """Where to read vPIC from, without secrets (safe in XCom, logs and run history).
+
+    `url` never holds a password: sources that need one are named by Airflow connection id
+    (`conn:<id>`) or by the environment (VPIC_SOURCE_URL), and resolved in the task that reads.
+    """
+
+    url: str  # sqlite:///path | postgresql+psycopg://user@host/db | conn:<airflow conn id> | env
+    release: str | None
+    schema: str | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"url": self.url, "release": self.release, "schema": self.schema}
+
+
+def source_ref(settings: Settings, source: str | None, release: str | None) -> SourceRef:
+    """Decide the source of this run (restoring a backup when a backups folder is configured)."""
+    release = validate_release(release)
+    if source:
+        if source.startswith("conn:"):
+            return SourceRef(source, release)
+        url = make_url(source)  # raises on garbage; checked by open_source for the rest
+        if url.password:
+            raise SourceError("a source URL given as a parameter must not carry a password: "
+                              "put the credentials in an Airflow connection and pass conn:<id>")
+        found = RELEASE_IN_NAME.search(url.database or "")
+        return SourceRef(source, release or (found.group(1) if found else None))
+    if settings.backups_dir is not None:
+        from vehicle_etl import restore
+
+        backup = restore.find_backup(settings.backups_dir, release)
+        restored = restore.restore(backup, settings)
+        return SourceRef(_strip_password(restored), backup.release)
+    if settings.source_conn_id:
+        return SourceRef(f"conn:{settings.source_conn_id}", release)
+    if settings.source_url:
+        found = RELEASE_IN_NAME.search(settings.source_url)
+        return SourceRef("env", release or (found.group(1) if found else None))
+    return SourceRef(f"sqlite:///{SAMPLE_DB}", release or SAMPLE_RELEASE)
+
+
+def _strip_password(url: str) -> str:
+    return make_url(url).render_as_string(hide_password=True).replace(":***@", "@")
+
+
+def open_ref(settings: Settings, ref: SourceRef) -> Source:
+    if ref.url.startswith("conn:"):
+        return open_source(url_from_airflow_connection(ref.url[5:]), ref.schema)
+    if ref.url == "env":
+        return open_source(default_source_url(settings), ref.schema)
+    url = make_url(ref.url)
+    if url.get_backend_name() != "sqlite" and url.password is None and settings.source_url:
+        env_url = make_url(settings.source_url)  # same server named in the environment: take its password
+        if (env_url.host, env_url.username) == (url.host, url.username):
+            url = url.set(password=env_url.password)
+    return open_source(url, ref.schema)
+
+
+# -- run bookkeeping ---------------------------------------------------------------------------
+@contextlib.contextmanager
+def run_lock(settings: Settings) -> Iterator[None]:
+    """One pipeline at a time per platform database (a session advisory lock, released on exit)."""
+    with connect(settings, autocommit=True) as conn:
+        got = conn.execute("SELECT pg_try_advisory_lock(%s)", (LOCK_KEY,)).fetchone()[0]  # type: ignore[index]
+        if not got:
+            holder = conn.execute(
+                "SELECT a.application_name, a.pid, a.backend_start FROM pg_locks l "
+                "JOIN pg_stat_activity a ON a.pid = l.pid WHERE l.locktype = 'advisory' "
+                "AND l.objid = %s::bigint %% 4294967296 LIMIT 1", (LOCK_KEY,)).fetchone()
+            who = f" (held by pid {holder[1]}, started {holder[2]:%Y-%m-%d %H:%M:%S})" if holder else ""
+            raise ConcurrentRunError(
+                f"another vehicle ETL run is in progress on this platform database{who}; "
+                "wait for it to finish (vehicle-etl status) and try again")
+        try:
+            yield
+        finally:
+            conn.execute("SELECT pg_advisory_unlock(%s)", (LOCK_KEY,))
+
+
+@contextlib.contextmanager
+def step(settings: Settings, run_id: str, name: str) -> Iterator[psycopg.Connection]:
+    """A timed step: duration goes to run history; an error marks the run failed and re-raises."""
+    started = time.monotonic()
+    with connect(settings) as conn:
+        with conn.transaction():  # a retried task resumes a run an earlier attempt marked failed
+            history.update_run(conn, run_id, status="running", error=None)
+        try:
+            yield conn
+        except BaseException as exc:
+            conn.rollback()
+            _record_failure(conn, run_id, name, exc)
+            raise
+        else:
+            with conn.transaction():
+                history.update_run(conn, run_id, durations={name: round(time.monotonic() - started, 3)})
+    log.info("step %s finished in %.2fs", name, time.monotonic() - started)
+
+
+def _record_failure(conn: psycopg.Connection, run_id: str, name: str, exc: BaseException) -> None:
+    message = f"{name}: {exc}" if isinstance(exc, EtlError) else f"{name}: {type(exc).__name__}: {exc}"
+    try:
+        with conn.transaction():
+            history.update_run(conn, run_id, status="failed", error=message[:4000])
+    except Exception:  # the database itself may be what failed; the task log still has the error
+        log.exception("could not record the failure of run %s in run history", run_id)
+
+
+def start_run(settings: Settings, run_id: str, ref: SourceRef, trigger: str) -> None:
+    with connect(settings) as conn:
+        history.ensure_schema(conn)
+        _ensure_reader_role(conn)
+        history.start_run(conn, run_id, ref.release, ref.url, trigger)
+
+
+def _ensure_reader_role(conn: psycopg.Connection) -> None:
+    try:
+        from vehicle_etl import decode
+    except ImportError:
+        return
+    ensure = getattr(decode, "ensure_reader_role", None)
+    if ensure is not None:
+        ensure(conn)
+
+
+# -- steps -------------------------------------------------------------------------------------
+def extract_load_step(settings: Settings, run_id: str, ref: SourceRef) -> dict[str, int]:
+    with step(settings, run_id, "extract_load") as conn:
+        source = open_ref(settings, ref)
+        try:
+            load.prepare_staging(conn)
+            report = load.extract_load(source, conn, settings.batch_rows)
+        finally:
+            source.engine.dispose()
+        with conn.transaction():
+            history.update_run(conn, run_id, counts=report.counts)
+        return report.counts
+
+
+def transform_step(settings: Settings, run_id: str) -> dict[str, int]:
+    with step(settings, run_id, "transform") as conn:
+        load.derive(conn)
+        counts = table_counts(conn, STAGING_SCHEMA, list(DERIVED_TABLES))
+        with conn.transaction():
+            history.update_run(conn, run_id, counts=counts)
+        return counts
+
+
+def key_gate_step(settings: Settings, run_id: str) -> None:
+    with step(settings, run_id, "key_checks") as conn:
+        results = quality.key_checks(conn)
+        with conn.transaction():
+            history.update_run(conn, run_id, checks=[r.as_dict() for r in results])
+        quality.enforce(results, "key checks")
+
+
+def build_keys_step(settings: Settings, run_id: str) -> None:
+    with step(settings, run_id, "build_keys") as conn:
+        load.build_keys(conn)
+
+
+def validate_step(settings: Settings, run_id: str, *, allow_drift: bool = False) -> None:
+    """The full quality gate (quality.validate) when present; results join the key checks in history."""
+    validate: Callable[..., list[quality.CheckResult]] | None = getattr(quality, "validate", None)
+    if validate is None:
+        return
+    with step(settings, run_id, "validate") as conn:
+        results = validate(conn, settings, allow_drift=allow_drift)
+        previous = (history.get_run(conn, run_id) or {}).get("checks") or []
+        with conn.transaction():
+            history.update_run(conn, run_id, checks=previous + [r.as_dict() for r in results])
+        quality.enforce(results, "validation")
+
+
+def swap_step(settings: Settings, run_id: str, ref: SourceRef) -> float:
+    """Promote staging; the catalog_info row and the history row are written in the swap transaction."""
+    with step(settings, run_id, "swap") as conn:
+        if not schema_exists(conn, STAGING_SCHEMA):
+            raise EtlError("there is no staging schema to promote: run the load first")
+
+        def record(c: psycopg.Connection) -> None:
+            c.execute(
+                f"INSERT INTO {LIVE_SCHEMA}.catalog_info (release, source, run_id) VALUES (%s, %s, %s)",
+                (ref.release or "unknown", ref.url, run_id))
+            history.update_run(c, run_id, status="success")
+
+        return swap.promote(conn, settings.swap_lock_timeout_ms, in_transaction=record)
+
+
+def marker_step(settings: Settings, run_id: str) -> Path:
+    with connect(settings) as conn:
+        run = history.get_run(conn, run_id)
+    if run is None:
+        raise EtlError(f"run {run_id} is not in run history")
+    payload = {
+        "run_id": run_id, "release": run["release"], "source": run["source"], "status": run["status"],
+        "live_schema": LIVE_SCHEMA, "previous_schema": PREVIOUS_SCHEMA, "counts": run["counts"],
+        "durations": run["durations"], "started_at": run["started_at"], "finished_at": run["finished_at"],
+    }
+    try:
+        return history.write_marker(settings.markers, payload)
+    except OSError as exc:
+        raise EtlError(f"the catalog is live but the completion marker could not be written to "
+                       f"{settings.markers}: {exc}. Fix the folder (VEHICLE_ETL_MARKER_DIR) and rerun "
+                       "`vehicle-etl status`; the database is consistent.") from exc
+
+
+def publish_step(settings: Settings, run_id: str) -> Path:
+    """After a swap: the completion marker, then the app's cache invalidation (when configured)."""
+    marker = marker_step(settings, run_id)
+    try:
+        from vehicle_etl import cache
+    except ImportError:
+        return marker
+    with connect(settings) as conn:
+        run = history.get_run(conn, run_id) or {}
+    cache.invalidate_after_swap(release=run.get("release"), run_id=run_id)
+    return marker
+
+
+# -- the whole pipeline without a scheduler ----------------------------------------------------
+def build_catalog(
+    settings: Settings,
+    *,
+    source: str | None = None,
+    release: str | None = None,
+    trigger: str = "cli",
+    allow_drift: bool = False,
+    run_id: str | None = None,
+) -> dict[str, Any]:
+    """Restore → extract/load → transform → key checks → keys → validate → swap → marker."""
+    run_id = run_id or new_run_id()
+    started = time.monotonic()
+    with run_lock(settings):
+        ref = source_ref(settings, source, release)
+        start_run(settings, run_id, ref, trigger)
+        extract_load_step(settings, run_id, ref)
+        transform_step(settings, run_id)
+        key_gate_step(settings, run_id)
+        build_keys_step(settings, run_id)
+        validate_step(settings, run_id, allow_drift=allow_drift)
+        swap_step(settings, run_id, ref)
+        marker = publish_step(settings, run_id)
+    with connect(settings) as conn:
+        run = history.get_run(conn, run_id) or {}
+    return {
+        "run_id": run_id, "release": run.get("release"), "source": run.get("source"),
+        "status": run.get("status"), "counts": run.get("counts"), "durations": run.get("durations"),
+        "seconds": round(time.monotonic() - started, 2), "marker": str(marker),
+    }
+
+
+def rollback(settings: Settings) -> dict[str, Any]:
+    """Make the previous version live again; recorded in run history as a 'rolled_back' run."""
+    run_id = f"rollback__{datetime.now(UTC):%Y%m%dT%H%M%S}_{uuid.uuid4().hex[:6]}"
+    with run_lock(settings), connect(settings) as conn:
+        history.ensure_schema(conn)
+        prev = conn.execute(
+            f"SELECT release, source FROM {PREVIOUS_SCHEMA}.catalog_info LIMIT 1"
+        ).fetchone() if schema_exists(conn, PREVIOUS_SCHEMA) else None
+        history.start_run(conn, run_id, prev[0] if prev else None, prev[1] if prev else "", "rollback")
+
+        def record(c: psycopg.Connection) -> None:
+            history.update_run(c, run_id, status="rolled_back")
+
+        try:
+            seconds = swap.rollback(conn, settings.swap_lock_timeout_ms, in_transaction=record)
+        except EtlError as exc:
+            _record_failure(conn, run_id, "rollback", exc)
+            raise
+    return {"run_id": run_id, "release": prev[0] if prev else None, "lock_seconds": round(seconds, 3)}
+
+
+def is_noop(settings: Settings, ref: SourceRef, force: bool) -> bool:
+    """True when this release is already live and was verified by a successful run (and not forced)."""
+    if force or ref.release is None:
+        return False
+    with connect(settings) as conn:
+        if not schema_exists(conn, LIVE_SCHEMA):
+            return False
+        live = conn.execute(
+            "SELECT c.release FROM vehicles.catalog_info c "
+            "JOIN etl.run_history h ON h.run_id = c.run_id AND h.status = 'success' LIMIT 1"
+        ).fetchone() if conn.execute("SELECT to_regclass('vehicles.catalog_info')").fetchone()[0] else None  # type: ignore[index]
+    return live is not None and live[0] == ref.release
+
+
+def mark_noop(settings: Settings, run_id: str) -> None:
+    with connect(settings) as conn:
+        history.finish_run(conn, run_id, "noop")
