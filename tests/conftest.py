@@ -14,6 +14,11 @@ import pytest
 
 from vehicle_etl.config import PROJECT_ROOT, SAMPLE_DB, Settings
 
+# Airflow reads these at import: set them before any test imports it (make test exports the same).
+os.environ.setdefault("AIRFLOW_HOME", str(PROJECT_ROOT / "var" / "airflow"))
+os.environ.setdefault("AIRFLOW__CORE__DAGS_FOLDER", str(PROJECT_ROOT / "dags"))
+os.environ.setdefault("AIRFLOW__CORE__LOAD_EXAMPLES", "False")
+
 # The server tests create their databases on (trust auth on this machine and in CI).
 TEST_PG = os.environ.get("VEHICLE_ETL_TEST_PG", "host=127.0.0.1 port=5432 user=postgres dbname=postgres")
 SHARED = PROJECT_ROOT.parent / "shared"

