@@ -10,7 +10,7 @@ import logging
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-from vehicle_etl.errors import ConcurrentRunError, EtlError
+from vehicle_etl.errors import EtlError, TransientError
 
 log = logging.getLogger(__name__)
 F = TypeVar("F", bound=Callable[..., Any])
@@ -19,8 +19,8 @@ F = TypeVar("F", bound=Callable[..., Any])
 def fail_fast(fn: F) -> F:
     """Bad input and failed quality gates are not retried: retrying cannot fix them.
 
-    A concurrent run is retried (the other run will finish); anything unexpected (a dropped
-    connection, a full disk) takes the task's normal retries.
+    Transient errors (a concurrent run, an unreachable or timed-out server) and anything unexpected
+    (a dropped connection, a full disk) take the task's normal retries.
     """
 
     @functools.wraps(fn)
@@ -29,7 +29,7 @@ def fail_fast(fn: F) -> F:
 
         try:
             return fn(*args, **kwargs)
-        except ConcurrentRunError:
+        except TransientError:
             raise
         except EtlError as exc:
             raise AirflowFailException(str(exc)) from exc

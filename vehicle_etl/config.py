@@ -36,6 +36,8 @@ class Settings:
         default_factory=lambda: Path(p) if (p := _env("VEHICLE_ETL_MARKER_DIR")) else None
     )
     batch_rows: int = field(default_factory=lambda: int(_env("VEHICLE_ETL_BATCH_ROWS", "20000") or 20000))
+    # Extraction processes: 2 uses both cores of the reference machine; 1 runs in-process.
+    workers: int = field(default_factory=lambda: int(_env("VEHICLE_ETL_WORKERS", "2") or 2))
     swap_lock_timeout_ms: int = field(
         default_factory=lambda: int(_env("VEHICLE_ETL_SWAP_LOCK_TIMEOUT_MS", "500") or 500)
     )

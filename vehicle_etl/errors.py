@@ -13,6 +13,14 @@ class RestoreError(EtlError):
     """A backup could not be found or restored."""
 
 
+class TransientError(EtlError):
+    """A failure another attempt may not meet (a server still starting, a timeout): Airflow retries it."""
+
+
+class TransientRestoreError(RestoreError, TransientError):
+    """The SQL Server could not be reached or timed out."""
+
+
 class QualityGateError(EtlError):
     """Staged data failed a blocking data-quality check; live was not touched."""
 
@@ -21,5 +29,5 @@ class SwapError(EtlError):
     """Promotion or rollback could not be done; live is unchanged."""
 
 
-class ConcurrentRunError(EtlError):
+class ConcurrentRunError(TransientError):
     """Another run holds the pipeline lock."""

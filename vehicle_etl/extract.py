@@ -28,9 +28,14 @@ def _expr(table: sa.Table, col: Col) -> sa.ColumnElement[Any]:
     return c.label(col.target)
 
 
-def select_table(source: Source, spec: TableSpec) -> sa.Select[Any]:
+def select_table(source: Source, spec: TableSpec, shard: tuple[int, int] | None = None) -> sa.Select[Any]:
+    """SELECT of one table; `shard=(k, n)` keeps the rows whose first (id) column is k modulo n."""
     table = source.table(spec.source, spec.source_columns)
-    return sa.select(*(_expr(table, c) for c in spec.columns))
+    stmt = sa.select(*(_expr(table, c) for c in spec.columns))
+    if shard is not None:
+        k, n = shard
+        stmt = stmt.where(table.c[spec.columns[0].source] % n == k)
+    return stmt
 
 
 def select_lookup(source: Source, lookup_table: str) -> sa.Select[Any]:

@@ -91,8 +91,9 @@ def health(conn: psycopg.Connection, max_age_days: int = 8) -> Health:
         last = cur.execute(
             "SELECT * FROM etl.run_history WHERE status <> 'running' ORDER BY started_at DESC LIMIT 1"
         ).fetchone()
+        # A no-op run verified that the live release is still the newest, so it counts as fresh.
         ok = cur.execute(
-            "SELECT * FROM etl.run_history WHERE status = 'success' ORDER BY finished_at DESC LIMIT 1"
+            "SELECT * FROM etl.run_history WHERE status IN ('success', 'noop') ORDER BY finished_at DESC LIMIT 1"
         ).fetchone()
     if last is not None and last["status"] == "failed":
         return Health(1, f"last run {last['run_id']} failed: {last['error']}", last, ok)
@@ -101,7 +102,7 @@ def health(conn: psycopg.Connection, max_age_days: int = 8) -> Health:
     age = datetime.now(UTC) - ok["finished_at"]
     if age.days >= max_age_days:
         return Health(2, f"last successful run {ok['run_id']} finished {age.days} days ago", last, ok)
-    return Health(0, f"healthy: release {ok['release']} live since {ok['finished_at']:%Y-%m-%d %H:%M}Z", last, ok)
+    return Health(0, f"healthy: release {ok['release']} verified {ok['finished_at']:%Y-%m-%d %H:%M}Z", last, ok)
 
 
 def write_marker(marker_dir: Path, payload: dict[str, Any]) -> Path:

@@ -29,6 +29,7 @@ from vehicle_etl.config import (
     STAGING_SCHEMA,
     Settings,
     default_source_url,
+    platform_conninfo,
 )
 from vehicle_etl.errors import ConcurrentRunError, EtlError, SourceError
 from vehicle_etl.platform_db import connect, schema_exists, table_counts
@@ -103,15 +104,20 @@ def _strip_password(url: str) -> str:
 
 
 def open_ref(settings: Settings, ref: SourceRef) -> Source:
+    """Open the source a reference names, putting back the password kept out of the reference."""
     if ref.url.startswith("conn:"):
         return open_source(url_from_airflow_connection(ref.url[5:]), ref.schema)
     if ref.url == "env":
         return open_source(default_source_url(settings), ref.schema)
     url = make_url(ref.url)
-    if url.get_backend_name() != "sqlite" and url.password is None and settings.source_url:
-        env_url = make_url(settings.source_url)  # same server named in the environment: take its password
-        if (env_url.host, env_url.username) == (url.host, url.username):
-            url = url.set(password=env_url.password)
+    if url.get_backend_name() != "sqlite" and url.password is None:
+        from vehicle_etl import restore
+
+        url = restore.with_password(url, settings)  # a database restore() made
+        if url.password is None and settings.source_url:  # or the server named in the environment
+            env_url = make_url(settings.source_url)
+            if (env_url.host, env_url.username) == (url.host, url.username):
+                url = url.set(password=env_url.password)
     return open_source(url, ref.schema)
 
 
@@ -187,7 +193,7 @@ def extract_load_step(settings: Settings, run_id: str, ref: SourceRef) -> dict[s
         source = open_ref(settings, ref)
         try:
             load.prepare_staging(conn)
-            report = load.extract_load(source, conn, settings.batch_rows)
+            report = load.extract_load(source, platform_conninfo(settings), settings.batch_rows, settings.workers)
         finally:
             source.engine.dispose()
         with conn.transaction():

@@ -32,7 +32,7 @@ from sqlalchemy.engine import URL, make_url
 
 from vehicle_etl import spec
 from vehicle_etl.config import Settings, platform_conninfo
-from vehicle_etl.errors import RestoreError, SourceError
+from vehicle_etl.errors import RestoreError, SourceError, TransientRestoreError
 from vehicle_etl.sources import SQLITE_MAGIC, open_source
 
 log = logging.getLogger(__name__)
@@ -424,8 +424,9 @@ def explain_mssql_error(
     codes = dblib | ({code} if code is not None else set())
     first = next((ln.strip() for ln in text.splitlines() if ln.strip()), text)[:300]
 
-    def err(msg: str) -> RestoreError:
-        return RestoreError(f"SQL Server {step} failed on {where}: {msg} [{first}]")
+    def err(msg: str, transient: bool = False) -> RestoreError:
+        cls = TransientRestoreError if transient else RestoreError  # unreachable/timeouts are retried
+        return cls(f"SQL Server {step} failed on {where}: {msg} [{first}]")
 
     if 18456 in codes or "login failed" in low:
         return err(
@@ -443,7 +444,7 @@ def explain_mssql_error(
         if step == "connect":
             return err(
                 "timed out connecting. Is mssql-source healthy (docker compose ps) and the port reachable? "
-                "Raise VPIC_MSSQL_LOGIN_TIMEOUT on a slow host."
+                "Raise VPIC_MSSQL_LOGIN_TIMEOUT on a slow host.", transient=True,
             )
         return err(
             "timed out. Raise VPIC_MSSQL_RESTORE_TIMEOUT (seconds) or give the SQL Server container "
@@ -452,7 +453,7 @@ def explain_mssql_error(
     if "connection refused" in low:
         return err(
             "connection refused: nothing listens on that host and port. Check the connection's port "
-            "(1433) and that the mssql-source container is up and healthy."
+            "(1433) and that the mssql-source container is up and healthy.", transient=True,
         )
     handshake = ("ssl", "tls", "certificate", "encrypt", "unexpected eof")
     if codes & {20002, 20017} or any(k in low for k in handshake):
@@ -464,7 +465,7 @@ def explain_mssql_error(
     if codes & {20009, 20012} or "does not exist" in low or "server name not found" in low:
         return err(
             "host not found or not reachable. Check the connection's host (mssql-source inside "
-            "docker-compose, localhost from the host machine) and DNS."
+            "docker-compose, localhost from the host machine) and DNS.", transient=True,
         )
     if 3201 in codes or "cannot open backup device" in low:
         return err(
@@ -661,7 +662,7 @@ def find_psql() -> str:
     raise RestoreError("psql not found: install the PostgreSQL client (apt-get install postgresql-client).")
 
 
-def _libpq_params(target: str) -> dict[str, str]:
+def libpq_params(target: str) -> dict[str, str]:
     """libpq keywords from a SQLAlchemy URL (postgresql+psycopg://...), a libpq URI or a conninfo string."""
     from psycopg.conninfo import conninfo_to_dict
 
@@ -689,7 +690,7 @@ def default_pg_target(settings: Settings) -> str:
     return make_conninfo(platform_conninfo(settings), dbname=DEFAULT_PG_SOURCE_DB)
 
 
-def _sqlalchemy_url(params: Mapping[str, str]) -> URL:
+def pg_sqlalchemy_url(params: Mapping[str, str]) -> URL:
     query = {}
     host = params.get("host")
     if host and host.startswith("/"):  # unix socket directory (embedded PostgreSQL)
@@ -761,8 +762,8 @@ def restore_pgdump(backup: Backup, target: str, *, schema: str = PG_SCHEMA, veri
         raise RestoreError(f"restore_pgdump needs a .plain.zip or .sql backup, got {backup.path.name}")
     if not re.fullmatch(r"[a-z_][a-z0-9_]*", schema):
         raise RestoreError(f"invalid schema name {schema!r}")
-    params = _libpq_params(target)
-    url = _sqlalchemy_url(params)
+    params = libpq_params(target)
+    url = pg_sqlalchemy_url(params)
     shown = url.render_as_string(hide_password=True)
     _ensure_database(params)
 
@@ -776,6 +777,7 @@ def restore_pgdump(backup: Backup, target: str, *, schema: str = PG_SCHEMA, veri
     cmd = [find_psql(), "-X", "-q", "-v", "ON_ERROR_STOP=1", "--single-transaction", "-d", conninfo]
     preamble = (
         "SET lock_timeout = '60s';\n"  # do not queue forever behind a reader of the old copy
+        "SET client_min_messages = warning;\n"  # no NOTICE per table dropped by CASCADE
         f"DROP SCHEMA IF EXISTS {schema} CASCADE;\nCREATE SCHEMA {schema};\n"
     ).encode()
 
@@ -831,7 +833,9 @@ def restore_pgdump(backup: Backup, target: str, *, schema: str = PG_SCHEMA, veri
             f"reading {backup.path.name} failed ({read_error}); nothing was changed. Download it again."
         ) from read_error
     if rc != 0 or broken:
-        tail = "\n".join(stderr.strip().splitlines()[-8:])
+        lines = stderr.strip().splitlines()
+        errors = [ln for ln in lines if "ERROR" in ln or "FATAL" in ln or "invalid command" in ln]
+        tail = "\n".join((errors or lines)[:3] + (lines[-3:] if not errors else []))
         raise RestoreError(
             f"psql failed restoring {backup.path.name} into {shown} (exit {rc}); the previous "
             f"schema {schema} is unchanged. psql said:\n{tail}"
@@ -840,6 +844,30 @@ def restore_pgdump(backup: Backup, target: str, *, schema: str = PG_SCHEMA, veri
     if verify:
         verify_source(url, schema=schema)
     return url.render_as_string(hide_password=False)
+
+
+def with_password(url: str | URL, settings: Settings) -> URL:
+    """Re-attach the password to a URL that `restore()` returned and the caller stripped for XCom/history.
+
+    PostgreSQL: taken from the restore target (VPIC_RESTORE_PG_URL or the platform credentials) when
+    host, user and database match; SQL Server: from the Airflow connection VPIC_MSSQL_CONN_ID when
+    host and login match. Anything else is returned unchanged.
+    """
+    parsed = make_url(url) if isinstance(url, str) else url
+    backend = parsed.get_backend_name()
+    if parsed.password or backend == "sqlite":
+        return parsed
+    if backend == "postgresql":
+        target = pg_sqlalchemy_url(libpq_params(default_pg_target(settings)))
+        same = (target.host, target.port or 5432, target.username, target.database, dict(target.query)) == (
+            parsed.host, parsed.port or 5432, parsed.username, parsed.database, dict(parsed.query))
+        return parsed.set(password=target.password) if same and target.password else parsed
+    if backend == "mssql":
+        conn_id = _env("VPIC_MSSQL_CONN_ID", DEFAULT_MSSQL_CONN_ID) or DEFAULT_MSSQL_CONN_ID
+        info = make_restore_hook(conn_id).connection
+        if (info.host, info.login) == (parsed.host, parsed.username) and info.password:
+            return parsed.set(password=info.password)
+    return parsed
 
 
 # --------------------------------------------------------------------------------------------

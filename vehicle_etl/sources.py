@@ -30,6 +30,7 @@ class Source:
     engine: Engine
     flavor: Flavor
     schema: str | None
+    origin: URL | None = None  # the URL as given (the engine's may be rewritten, e.g. read-only SQLite)
     _metadata: sa.MetaData = field(default_factory=sa.MetaData)
 
     @property
@@ -42,11 +43,12 @@ class Source:
 
     def table(self, source_table: str, columns: list[str]) -> sa.Table:
         """A lightweight Table for `source_table` with `columns` (vPIC names), as this flavour spells them."""
-        key = f"{self.schema}.{source_table}" if self.schema else source_table
+        name = self.name(source_table)
+        key = f"{self.schema}.{name}" if self.schema else name
         if key in self._metadata.tables:
             self._metadata.remove(self._metadata.tables[key])
         return sa.Table(
-            self.name(source_table),
+            name,
             self._metadata,
             *(sa.Column(self.name(c), key=c) for c in columns),
             schema=self.schema,
@@ -121,6 +123,7 @@ def open_source(url: str | URL, schema: str | None = None) -> Source:
     except sa.exc.ArgumentError as exc:
         raise SourceError(f"not a database URL: {url!r} ({exc})") from exc
     flavor = _flavor(parsed)
+    origin = parsed
     if flavor == "sqlite":
         _check_sqlite_file(parsed)
         # Read-only: extraction must never change the source.
@@ -133,7 +136,7 @@ def open_source(url: str | URL, schema: str | None = None) -> Source:
     if flavor == "postgresql":
         connect_args = {"connect_timeout": 15}
     engine = sa.create_engine(parsed, connect_args=connect_args, pool_pre_ping=True)
-    source = Source(engine, flavor, schema if schema is not None else DEFAULT_SCHEMA[flavor])
+    source = Source(engine, flavor, schema if schema is not None else DEFAULT_SCHEMA[flavor], origin)
     try:
         with engine.connect() as conn:
             conn.execute(sa.text("SELECT 1"))

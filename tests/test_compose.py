@@ -1,0 +1,246 @@
+"""docker-compose.yml and .env.example: no Docker engine here, so the file is validated against the
+Compose Specification JSON schema (vendored in tests/data/compose-spec.json) and its content asserted."""
+
+from __future__ import annotations
+
+import copy
+import json
+import re
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parent.parent
+COMPOSE = ROOT / "docker-compose.yml"
+ENV_EXAMPLE = ROOT / ".env.example"
+SCHEMA = Path(__file__).parent / "data" / "compose-spec.json"
+
+_VAR = re.compile(r"\$\$|\$\{(?P<name>[A-Za-z_][A-Za-z0-9_]*)(?:(?P<op>:?[-?])(?P<arg>[^}]*))?\}")
+
+
+def interpolate(text: str, env: dict[str, str]) -> str:
+    """Compose-style ${VAR}, ${VAR:-default}, ${VAR-default}, ${VAR:?err}, ${VAR?err}; $$ is a literal $."""
+
+    def sub(m: re.Match[str]) -> str:
+        if m.group(0) == "$$":
+            return "$"
+        name, op, arg = m["name"], m["op"], m["arg"] or ""
+        value = env.get(name)
+        unset = not value if op in (":-", ":?") else value is None  # ":" also treats empty as unset
+        if unset and op in (":-", "-"):
+            return arg
+        if unset and op in (":?", "?"):
+            raise ValueError(f"required variable {name} is missing: {arg}")
+        return value or ""
+
+    return _VAR.sub(sub, text)
+
+
+def env_example() -> dict[str, str]:
+    values: dict[str, str] = {}
+    for line in ENV_EXAMPLE.read_text().splitlines():
+        if line.strip() and not line.lstrip().startswith("#"):
+            key, _, value = line.partition("=")
+            values[key.strip()] = value.strip()
+    return values
+
+
+def filled_env() -> dict[str, str]:
+    """.env.example with its empty secrets filled, as an operator would."""
+    env = env_example()
+    env.update(AIRFLOW_FERNET_KEY="x" * 43 + "=", AIRFLOW_JWT_SECRET="s" * 64)
+    return env
+
+
+@pytest.fixture(scope="module")
+def raw() -> dict[str, Any]:
+    return yaml.safe_load(COMPOSE.read_text())
+
+
+@pytest.fixture(scope="module")
+def compose() -> dict[str, Any]:
+    return yaml.safe_load(interpolate(COMPOSE.read_text(), filled_env()))
+
+
+@pytest.fixture(scope="module")
+def validator() -> jsonschema.Draft7Validator:
+    schema = json.loads(SCHEMA.read_text())
+    jsonschema.Draft7Validator.check_schema(schema)
+    return jsonschema.Draft7Validator(schema)
+
+
+def test_valid_against_compose_spec(raw: dict[str, Any], compose: dict[str, Any], validator) -> None:
+    for doc in (raw, compose):
+        errors = sorted(validator.iter_errors(doc), key=lambda e: list(e.path))
+        assert not errors, "\n".join(f"{list(e.path)}: {e.message}" for e in errors)
+
+
+def test_schema_catches_mistakes(compose: dict[str, Any], validator) -> None:
+    """The vendored schema is strict enough to reject typical slips (so the test above means something)."""
+    bad_condition = copy.deepcopy(compose)
+    bad_condition["services"]["airflow-scheduler"]["depends_on"]["airflow-db"]["condition"] = "service_ready"
+    bad_key = copy.deepcopy(compose)
+    bad_key["services"]["mssql-source"]["healtcheck"] = {"test": ["CMD", "true"]}
+    bad_volume = copy.deepcopy(compose)
+    bad_volume["volumes"]["mssql_source_data"] = {"drivr": "local"}
+    for doc in (bad_condition, bad_key, bad_volume):
+        assert list(validator.iter_errors(doc))
+
+
+def test_services(compose: dict[str, Any]) -> None:
+    services = compose["services"]
+    assert set(services) == {
+        "airflow-db", "redis", "mssql-source", "mvp-platform-database", "airflow-init",
+        "airflow-api-server", "airflow-scheduler", "airflow-dag-processor", "airflow-triggerer", "airflow-worker",
+    }
+    airflow = [n for n in services if n.startswith("airflow-") and n != "airflow-db"]
+    for name in airflow:
+        assert services[name]["image"] == "vehicle-etl-airflow:3.3.2"
+        assert services[name]["build"] == {"context": ".", "dockerfile": "Dockerfile"}
+        assert ".:/opt/vehicle-etl" in services[name]["volumes"]
+    assert services["airflow-api-server"]["command"] == "api-server"
+    assert services["airflow-scheduler"]["command"] == "scheduler"
+    assert services["airflow-dag-processor"]["command"] == "dag-processor"
+    assert services["airflow-triggerer"]["command"] == "triggerer"
+    assert services["airflow-api-server"]["ports"] == ["8080:8080"]
+    assert services["airflow-init"]["environment"]["_AIRFLOW_DB_MIGRATE"] == "true"
+    dockerfile = (ROOT / "Dockerfile").read_text()
+    assert "FROM apache/airflow:3.3.2-python3.11" in dockerfile
+    assert "-r /opt/vehicle-etl/requirements.txt" in dockerfile and "-e /opt/vehicle-etl" in dockerfile
+
+
+def test_executor_local_by_default_and_celery_profile(compose: dict[str, Any]) -> None:
+    services = compose["services"]
+    for name in ("airflow-scheduler", "airflow-api-server", "airflow-triggerer", "airflow-dag-processor"):
+        assert services[name]["environment"]["AIRFLOW__CORE__EXECUTOR"] == "LocalExecutor"
+        assert "profiles" not in services[name]
+    worker = services["airflow-worker"]
+    assert worker["profiles"] == ["celery"] and worker["command"] == "celery worker"
+    assert worker["environment"]["AIRFLOW__CELERY__BROKER_URL"].startswith("redis://redis:6379/")
+    celery_env = {**filled_env(), "AIRFLOW__CORE__EXECUTOR": "CeleryExecutor"}
+    celery = yaml.safe_load(interpolate(COMPOSE.read_text(), celery_env))
+    assert celery["services"]["airflow-worker"]["environment"]["AIRFLOW__CORE__EXECUTOR"] == "CeleryExecutor"
+    for name in ("airflow-db", "redis", "mssql-source", "mvp-platform-database"):
+        assert "profiles" not in services[name]
+
+
+def test_mssql_source(compose: dict[str, Any], raw: dict[str, Any]) -> None:
+    svc = compose["services"]["mssql-source"]
+    assert svc["image"] == "mcr.microsoft.com/mssql/server:2019-latest"
+    assert svc["environment"]["ACCEPT_EULA"] == "Y"
+    assert svc["environment"]["MSSQL_SA_PASSWORD"] == env_example()["MSSQL_SOURCE_PASSWORD"]
+    assert raw["services"]["mssql-source"]["environment"]["MSSQL_SA_PASSWORD"].startswith("${MSSQL_SOURCE_PASSWORD:?")
+    assert "mssql_source_data:/var/opt/mssql" in svc["volumes"]
+    assert "./backups:/var/opt/mssql/backups:ro" in svc["volumes"]
+    hc = svc["healthcheck"]
+    assert hc["start_period"] == "60s"
+    assert "sqlcmd" in " ".join(hc["test"]) and "$MSSQL_SA_PASSWORD" in " ".join(hc["test"])
+    # The Airflow side restores from the same folder, as the server sees it.
+    env = compose["services"]["airflow-scheduler"]["environment"]
+    assert env["VPIC_MSSQL_BACKUPS_DIR"] == "/var/opt/mssql/backups"
+    assert "./backups:/opt/airflow/backups" in compose["services"]["airflow-scheduler"]["volumes"]
+    assert env["VPIC_BACKUPS_DIR"] == "/opt/airflow/backups"
+
+
+def test_platform_database(compose: dict[str, Any]) -> None:
+    svc = compose["services"]["mvp-platform-database"]
+    assert svc["image"] == "postgres:15-alpine"
+    assert svc["environment"]["POSTGRES_DB"] == "mvp-platform-vehicles"
+    assert svc["environment"]["POSTGRES_USER"] == "mvp_platform_user"
+    assert svc["ports"] == ["5433:5432"]
+    assert "mvp_platform_data:/var/lib/postgresql/data" in svc["volumes"]
+    assert "pg_isready" in " ".join(svc["healthcheck"]["test"])
+    env = compose["services"]["airflow-scheduler"]["environment"]
+    assert (env["MVP_PLATFORM_DB_HOST"], env["MVP_PLATFORM_DB_PORT"]) == ("mvp-platform-database", "5432")
+    assert env["MVP_PLATFORM_DB_NAME"] == "mvp-platform-vehicles"
+    assert env["MVP_PLATFORM_DB_USER"] == "mvp_platform_user"
+    assert env["MVP_PLATFORM_DB_PASSWORD"] == env_example()["MVP_PLATFORM_DB_PASSWORD"]
+    assert env["MVP_PLATFORM_REDIS_URL"] == "redis://redis:6379/0"
+
+
+def test_healthchecks_and_dependencies(compose: dict[str, Any]) -> None:
+    services = compose["services"]
+    for name, svc in services.items():
+        if name != "airflow-init":
+            assert svc.get("healthcheck", {}).get("test"), f"{name} has no health check"
+        for dep, spec in (svc.get("depends_on") or {}).items():
+            assert dep in services, f"{name} depends on unknown {dep}"
+            assert spec["condition"] in ("service_healthy", "service_completed_successfully"), (name, dep)
+            if spec["condition"] == "service_healthy":
+                assert services[dep].get("healthcheck"), f"{name} waits for {dep} to be healthy, which has no check"
+    sched = services["airflow-scheduler"]["depends_on"]
+    for dep in ("airflow-db", "redis", "mvp-platform-database", "mssql-source", "airflow-api-server"):
+        assert sched[dep]["condition"] == "service_healthy"
+    assert sched["airflow-init"]["condition"] == "service_completed_successfully"
+    assert set(services["airflow-init"]["depends_on"]) == {"airflow-db"}  # never itself
+
+
+def test_volumes_declared_and_used(compose: dict[str, Any]) -> None:
+    declared = set(compose["volumes"])
+    assert {"mssql_source_data", "mvp_platform_data"} <= declared
+    used = {v.split(":")[0] for svc in compose["services"].values() for v in svc.get("volumes", [])
+            if not v.startswith((".", "/"))}
+    assert used == declared
+
+
+def test_connections_are_valid_airflow_json(compose: dict[str, Any]) -> None:
+    from airflow.models.connection import Connection
+
+    env = compose["services"]["airflow-scheduler"]["environment"]
+    mssql = Connection.from_json(env["AIRFLOW_CONN_MSSQL_SOURCE"], conn_id="mssql_source")
+    assert (mssql.conn_type, mssql.host, mssql.port, mssql.login) == ("mssql", "mssql-source", 1433, "sa")
+    assert mssql.password == env_example()["MSSQL_SOURCE_PASSWORD"]
+    assert mssql.extra_dejson == {"tds_version": "7.4"}
+    platform = Connection.from_json(env["AIRFLOW_CONN_MVP_PLATFORM"], conn_id="mvp_platform")
+    assert (platform.conn_type, platform.host, platform.port) == ("postgres", "mvp-platform-database", 5432)
+    assert (platform.login, platform.schema) == ("mvp_platform_user", "mvp-platform-vehicles")
+    smtp = Connection.from_json(env["AIRFLOW_CONN_SMTP_DEFAULT"], conn_id="smtp_default")
+    assert (smtp.conn_type, smtp.host, smtp.port) == ("smtp", "smtp.example.com", 587)
+    assert env["VPIC_MSSQL_CONN_ID"] == "mssql_source"
+
+
+def test_no_literal_secrets_in_compose(raw: dict[str, Any]) -> None:
+    text = COMPOSE.read_text()
+    for name, value in env_example().items():
+        if "PASSWORD" in name and value:
+            assert value not in text, f"{name}'s example value is hard-coded in docker-compose.yml"
+    assert re.search(r"PASSWORD:\s*\$\{", text)
+
+
+def test_env_example_documents_every_variable() -> None:
+    lines = ENV_EXAMPLE.read_text().splitlines()
+    names: list[str] = []
+    for i, line in enumerate(lines):
+        if line.strip() and not line.startswith("#"):
+            name = line.split("=", 1)[0]
+            assert re.fullmatch(r"[A-Z][A-Z0-9_]*", name), line
+            # A comment right above, or the variable continues a commented group of the same kind.
+            j = i - 1
+            while j >= 0 and lines[j].strip() and not lines[j].startswith("#"):
+                j -= 1
+            assert j >= 0 and lines[j].startswith("#") and lines[j].strip("# -"), f"{name} has no comment"
+            names.append(name)
+    assert len(names) == len(set(names)), "duplicate variables"
+    referenced = {m["name"] for m in _VAR.finditer(COMPOSE.read_text()) if m["name"]}
+    assert referenced - set(names) == set(), "used in docker-compose.yml but missing from .env.example"
+    required = {
+        "MVP_PLATFORM_DB_HOST", "MVP_PLATFORM_DB_PORT", "MVP_PLATFORM_DB_NAME", "MVP_PLATFORM_DB_USER",
+        "MVP_PLATFORM_DB_PASSWORD", "MSSQL_SOURCE_PASSWORD", "VPIC_SOURCE_URL", "VPIC_SOURCE_CONN_ID",
+        "VPIC_BACKUPS_DIR", "VEHICLE_ETL_MARKER_DIR", "VEHICLE_ETL_HOME", "MVP_PLATFORM_REDIS_URL",
+        "VPIC_DOWNLOAD_BASE_URL", "VPIC_KEEP_RELEASES", "ALERT_EMAIL_TO", "ALERT_WEBHOOK_URL", "SMTP_HOST",
+        "SMTP_PORT", "SMTP_USER", "SMTP_PASSWORD", "VPIC_MSSQL_CONN_ID", "VPIC_RESTORE_PG_URL",
+    }
+    assert required - set(names) == set()
+
+
+def test_required_secrets_are_enforced() -> None:
+    env = env_example()  # AIRFLOW_FERNET_KEY left empty, as in the example
+    with pytest.raises(ValueError, match="AIRFLOW_FERNET_KEY"):
+        interpolate(COMPOSE.read_text(), env)
+    env = filled_env()
+    del env["MSSQL_SOURCE_PASSWORD"]
+    with pytest.raises(ValueError, match="MSSQL_SOURCE_PASSWORD"):
+        interpolate(COMPOSE.read_text(), env)
