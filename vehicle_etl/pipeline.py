@@ -86,8 +86,13 @@ def source_ref(settings: Settings, source: str | None, release: str | None) -> S
         found = RELEASE_IN_NAME.search(url.database or "")
         return SourceRef(source, release or (found.group(1) if found else None))
     if settings.backups_dir is not None:
-        from vehicle_etl import restore
+        from vehicle_etl import download, restore
 
+        # Optional (VPIC_DOWNLOAD_BASE_URL): fetch the named or newest release into the folder first.
+        if release:
+            download.download_release(release, settings.backups_dir)
+        else:
+            download.download_latest(settings.backups_dir)
         backup = restore.find_backup(settings.backups_dir, release)
         restored = restore.restore(backup, settings)
         return SourceRef(_strip_password(restored), backup.release)
@@ -340,13 +345,13 @@ def is_noop(settings: Settings, ref: SourceRef, force: bool) -> bool:
     if force or ref.release is None:
         return False
     with connect(settings) as conn:
-        if not schema_exists(conn, LIVE_SCHEMA):
+        if conn.execute("SELECT to_regclass('vehicles.catalog_info')").fetchone()[0] is None:  # type: ignore[index]
             return False
         live = conn.execute(
-            "SELECT c.release FROM vehicles.catalog_info c "
-            "JOIN etl.run_history h ON h.run_id = c.run_id AND h.status = 'success' LIMIT 1"
-        ).fetchone() if conn.execute("SELECT to_regclass('vehicles.catalog_info')").fetchone()[0] else None  # type: ignore[index]
-    return live is not None and live[0] == ref.release
+            "SELECT 1 FROM vehicles.catalog_info c JOIN etl.run_history h "
+            "ON h.run_id = c.run_id AND h.status = 'success' WHERE c.release = %s", (ref.release,)
+        ).fetchone()
+    return live is not None
 
 
 def mark_noop(settings: Settings, run_id: str) -> None:
