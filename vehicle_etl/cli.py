@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 from collections.abc import Callable
 from typing import Any
@@ -198,6 +199,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from vehicle_etl.config import PROJECT_ROOT
+
+    # The same Airflow home as `make` (connections/metadata), not ~/airflow, when run by hand.
+    os.environ.setdefault("AIRFLOW_HOME", str(PROJECT_ROOT / "var" / "airflow"))
     args = build_parser().parse_args(argv)
     _setup_logging(args.verbose)
     func: Callable[[argparse.Namespace, Settings], int] = args.func

@@ -78,7 +78,6 @@ def _exchange(
                 _move_all(conn, LIVE_SCHEMA, PREVIOUS_SCHEMA)
                 _move_all(conn, incoming, LIVE_SCHEMA)
                 _install_functions(conn, LIVE_SCHEMA)
-                _install_functions(conn, PREVIOUS_SCHEMA)
                 _grant_live(conn)
                 if incoming != PREVIOUS_SCHEMA:
                     conn.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(incoming)))

@@ -4,6 +4,9 @@
 -- characters), decode_pattern, decode_schema_chars, decode_wmi, decode_element, decode_error_code,
 -- decode_template. docs/DECODER.md explains each.
 
+-- Hash joins and sorts over 0.8M patterns spill at the default 4 MB; this transaction only.
+SET LOCAL work_mem = '256MB';
+
 -- A bracket class, e.g. "1-58", "CFJM_", or the malformed "1-A-JT", as the characters it admits
 -- (letters and digits only, in order). Ranges run in character order over the 33 VIN characters
 -- (as NHTSA's fValidCharsInRegEx); after a range a '-' is literal, so "1-A-JT" reads 1..A, J, T
@@ -109,19 +112,19 @@ ALTER TABLE decode_element ADD PRIMARY KEY (element_id);
 -- ModelYear and VehicleType never come from patterns. Formula keys ('#') keep every element, as
 -- NHTSA's formula step does not filter on Decode/IsPrivate.
 CREATE TABLE decode_pattern AS
-SELECT p.pattern_id, p.vin_schema_id, p.element_id, p.attribute_id,
-       upper(p.keys) AS keys,
+SELECT p.pattern_id, p.vin_schema_id, p.element_id, p.attribute_id, p.keys,
        strpos(p.keys, '#') > 0 AS is_formula,
-       coalesce(p.updated_on, p.created_on) AS changed_on,
-       length(replace(upper(p.keys), '*', '')) AS lit_len,
-       replace(replace(upper(p.keys), '[', ''), ']', '') AS sort_keys,
+       p.changed_on,
+       length(replace(p.keys, '*', '')) AS lit_len,
+       replace(replace(p.keys, '[', ''), ']', '') AS sort_keys,
        k.like_pat, k.regex
-FROM pattern p
+FROM (SELECT pattern_id, vin_schema_id, element_id, attribute_id, upper(keys) AS keys,
+             coalesce(updated_on, created_on) AS changed_on
+      FROM pattern WHERE element_id NOT IN (26, 27, 29, 39)) p
 JOIN vin_schema s ON s.vin_schema_id = p.vin_schema_id AND NOT s.tobe_qced
 JOIN element e    ON e.element_id = p.element_id
-JOIN decode_key k ON k.keys = upper(p.keys)
-WHERE p.element_id NOT IN (26, 27, 29, 39)
-  AND (strpos(p.keys, '#') > 0 OR (e.decode IS NOT NULL AND NOT e.is_private));
+JOIN decode_key k ON k.keys = p.keys
+WHERE strpos(p.keys, '#') > 0 OR (e.decode IS NOT NULL AND NOT e.is_private);
 ALTER TABLE decode_pattern ADD PRIMARY KEY (pattern_id);
 CREATE INDEX decode_pattern_schema_idx ON decode_pattern (vin_schema_id) INCLUDE (like_pat, is_formula);
 

@@ -1,0 +1,63 @@
+-- Dropdowns for the app (year -> make -> model -> trim / engine / transmission), over tables
+-- precomputed per release (derive/10_model_year.sql, derive/30_dropdown_options.sql). Plain SQL
+-- functions over indexed tables; names and columns are the contract in docs/API.md.
+
+-- The swap also installs these into vehicles_previous, which has no tables on the first run:
+-- SQL-language bodies are checked at call time instead (this transaction only).
+SET LOCAL check_function_bodies = off;
+
+CREATE OR REPLACE FUNCTION {{schema}}.dropdown_makes(model_year integer DEFAULT NULL)
+RETURNS TABLE("Make_ID" integer, "Make_Name" text)
+LANGUAGE sql STABLE PARALLEL SAFE AS $$
+    SELECT d.make_id, d.make_name
+    FROM {{schema}}.dropdown_make d
+    WHERE d.model_year = coalesce(dropdown_makes.model_year, 0)
+    ORDER BY d.make_name, d.make_id
+$$;
+
+CREATE OR REPLACE FUNCTION {{schema}}.dropdown_models(make_id integer, model_year integer DEFAULT NULL)
+RETURNS TABLE("Make_ID" integer, "Make_Name" text, "Model_ID" integer, "Model_Name" text)
+LANGUAGE sql STABLE PARALLEL SAFE AS $$
+    SELECT mk.make_id, upper(mk.make_name), m.model_id, m.model_name
+    FROM (SELECT DISTINCT y.model_id
+          FROM {{schema}}.model_year y
+          WHERE y.make_id = dropdown_models.make_id
+            AND (dropdown_models.model_year IS NULL OR y.model_year = dropdown_models.model_year)) ids
+    JOIN {{schema}}.model m ON m.model_id = ids.model_id
+    JOIN {{schema}}.make mk ON mk.make_id = dropdown_models.make_id
+    ORDER BY m.model_name, m.model_id
+$$;
+
+CREATE OR REPLACE FUNCTION {{schema}}.dropdown_trims(make_id integer, model_id integer, model_year integer)
+RETURNS TABLE("Make_ID" integer, "Model_ID" integer, "Model_Year" integer, "Trim" text)
+LANGUAGE sql STABLE PARALLEL SAFE AS $$
+    SELECT o.make_id, o.model_id, o.model_year, o.trim_name
+    FROM {{schema}}.model_trim_option o
+    WHERE o.model_id = dropdown_trims.model_id AND o.model_year = dropdown_trims.model_year
+      AND o.make_id = dropdown_trims.make_id
+    ORDER BY o.trim_name
+$$;
+
+CREATE OR REPLACE FUNCTION {{schema}}.dropdown_engines(make_id integer, model_id integer, model_year integer)
+RETURNS TABLE("Make_ID" integer, "Model_ID" integer, "Model_Year" integer, "Engine" text,
+              "DisplacementL" text, "EngineCylinders" text, "EngineModel" text, "FuelTypePrimary" text)
+LANGUAGE sql STABLE PARALLEL SAFE AS $$
+    SELECT o.make_id, o.model_id, o.model_year, o.engine_name,
+           o.displacement_l, o.cylinders, o.engine_model, o.fuel_type
+    FROM {{schema}}.model_engine_option o
+    WHERE o.model_id = dropdown_engines.model_id AND o.model_year = dropdown_engines.model_year
+      AND o.make_id = dropdown_engines.make_id
+    ORDER BY o.engine_name
+$$;
+
+CREATE OR REPLACE FUNCTION {{schema}}.dropdown_transmissions(make_id integer, model_id integer, model_year integer)
+RETURNS TABLE("Make_ID" integer, "Model_ID" integer, "Model_Year" integer, "Transmission" text,
+              "TransmissionStyle" text, "TransmissionSpeeds" text)
+LANGUAGE sql STABLE PARALLEL SAFE AS $$
+    SELECT o.make_id, o.model_id, o.model_year, o.transmission_name,
+           o.transmission_style, o.transmission_speeds
+    FROM {{schema}}.model_transmission_option o
+    WHERE o.model_id = dropdown_transmissions.model_id AND o.model_year = dropdown_transmissions.model_year
+      AND o.make_id = dropdown_transmissions.make_id
+    ORDER BY o.transmission_name
+$$;

@@ -1,0 +1,53 @@
+-- The app's read-only role (vehicle_etl/decode.py: ensure_reader_role, run at the start of every
+-- run with {{schema}} = the live schema). Idempotent. A NOLOGIN group role: the app's login user
+-- is made a member of it (GRANT mvp_platform_reader TO <app user>).
+DO $$
+BEGIN
+    IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'mvp_platform_reader') THEN
+        BEGIN
+            CREATE ROLE mvp_platform_reader NOLOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOINHERIT;
+        EXCEPTION WHEN duplicate_object OR unique_violation THEN
+            NULL;  -- created concurrently by another run: roles are cluster-wide
+        END;
+    END IF;
+END $$;
+
+DO $$
+DECLARE
+    s text;
+    live constant text := '{{schema}}';
+BEGIN
+    -- Nothing outside the live catalog: run history, staging and the previous version.
+    FOREACH s IN ARRAY ARRAY['etl', 'vehicles_staging', 'vehicles_previous'] LOOP
+        IF EXISTS (SELECT 1 FROM pg_namespace WHERE nspname = s) THEN
+            EXECUTE format('REVOKE ALL ON SCHEMA %I FROM mvp_platform_reader', s);
+            EXECUTE format('REVOKE ALL ON ALL TABLES IN SCHEMA %I FROM mvp_platform_reader', s);
+            EXECUTE format('REVOKE ALL ON ALL FUNCTIONS IN SCHEMA %I FROM mvp_platform_reader', s);
+        END IF;
+    END LOOP;
+    EXECUTE 'REVOKE CREATE ON SCHEMA public FROM mvp_platform_reader';
+
+    IF EXISTS (SELECT 1 FROM pg_namespace WHERE nspname = trim(both '"' from live)) THEN
+        EXECUTE 'GRANT USAGE ON SCHEMA {{schema}} TO mvp_platform_reader';
+        EXECUTE 'REVOKE CREATE ON SCHEMA {{schema}} FROM mvp_platform_reader';
+        -- Read the catalog, write nothing.
+        EXECUTE 'REVOKE INSERT, UPDATE, DELETE, TRUNCATE, REFERENCES, TRIGGER ON ALL TABLES IN SCHEMA {{schema}} FROM mvp_platform_reader';
+        EXECUTE 'GRANT SELECT ON ALL TABLES IN SCHEMA {{schema}} TO mvp_platform_reader';
+        -- Tables the ETL user creates later in the live schema are readable too (the usual path,
+        -- tables moved in from staging, is covered by the loader's grant on staging tables).
+        EXECUTE 'ALTER DEFAULT PRIVILEGES IN SCHEMA {{schema}} GRANT SELECT ON TABLES TO mvp_platform_reader';
+        -- Functions: see functions/90_grants.sql, which runs whenever the functions are installed.
+        IF to_regprocedure('{{schema}}.decode_vin(text,integer)') IS NOT NULL THEN
+            EXECUTE 'REVOKE EXECUTE ON ALL FUNCTIONS IN SCHEMA {{schema}} FROM PUBLIC, mvp_platform_reader';
+            EXECUTE 'GRANT EXECUTE ON FUNCTION
+                {{schema}}.decode_vin(text, integer), {{schema}}.decode_vins(text[]),
+                {{schema}}.dropdown_makes(integer), {{schema}}.dropdown_models(integer, integer),
+                {{schema}}.dropdown_trims(integer, integer, integer),
+                {{schema}}.dropdown_engines(integer, integer, integer),
+                {{schema}}.dropdown_transmissions(integer, integer, integer),
+                {{schema}}.decode_vin_pass(text, text, integer, boolean, boolean, integer),
+                {{schema}}.vin_check_digit(text, boolean), {{schema}}.vin_model_year(text, boolean)
+                TO mvp_platform_reader';
+        END IF;
+    END IF;
+END $$;

@@ -1,0 +1,92 @@
+"""Dropdown functions on the sample catalog: documented columns, and the trim/engine compatibility rule."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import psycopg
+import pytest
+from conftest import create_database, drop_database, dsn
+from test_decode import build_catalog
+
+
+@pytest.fixture(scope="module")
+def cat(sample_url: str) -> Iterator[psycopg.Connection]:
+    name = create_database("vetl_dropdowns")
+    try:
+        build_catalog(name, sample_url)
+        with psycopg.connect(dsn(name), autocommit=True) as conn:
+            yield conn
+    finally:
+        drop_database(name)
+
+
+def columns(conn: psycopg.Connection, call: str) -> list[str]:
+    cur = conn.execute(f"SELECT * FROM vehicles.{call} LIMIT 0")
+    return [c.name for c in cur.description or []]
+
+
+def test_documented_columns(cat: psycopg.Connection) -> None:
+    assert columns(cat, "dropdown_makes()") == ["Make_ID", "Make_Name"]
+    assert columns(cat, "dropdown_models(1)") == ["Make_ID", "Make_Name", "Model_ID", "Model_Name"]
+    assert columns(cat, "dropdown_trims(1, 1, 2020)") == ["Make_ID", "Model_ID", "Model_Year", "Trim"]
+    assert columns(cat, "dropdown_engines(1, 1, 2020)") == [
+        "Make_ID", "Model_ID", "Model_Year", "Engine", "DisplacementL", "EngineCylinders", "EngineModel",
+        "FuelTypePrimary"]
+    assert columns(cat, "dropdown_transmissions(1, 1, 2020)") == [
+        "Make_ID", "Model_ID", "Model_Year", "Transmission", "TransmissionStyle", "TransmissionSpeeds"]
+
+
+def test_year_make_model_chain(cat: psycopg.Connection) -> None:
+    makes = cat.execute("SELECT * FROM vehicles.dropdown_makes(2020)").fetchall()
+    names = [m[1] for m in makes]
+    assert "TESLA" in names and names == sorted(names)
+    tesla = next(m[0] for m in makes if m[1] == "TESLA")
+    models = cat.execute("SELECT * FROM vehicles.dropdown_models(%s, 2020)", (tesla,)).fetchall()
+    assert "Model 3" in [m[3] for m in models]
+    assert all(m[0] == tesla and m[1] == "TESLA" for m in models)
+    # all years >= one year
+    assert len(cat.execute("SELECT * FROM vehicles.dropdown_makes()").fetchall()) >= len(makes)
+    assert cat.execute("SELECT count(*) FROM vehicles.dropdown_makes(1900)").fetchone()[0] == 0  # type: ignore[index]
+
+
+def test_options_only_when_a_vin_could_decode_to_both(cat: psycopg.Connection) -> None:
+    """A constructed schema: two models told apart by position 4, each with its own trim and engine."""
+    with cat.transaction():
+        cat.execute("SET LOCAL search_path = vehicles")
+        w = cat.execute("SELECT wmi_id FROM decode_wmi WHERE public_availability_date <= now() "
+                        "AND single_make_id IS NOT NULL ORDER BY wmi LIMIT 1").fetchone()[0]  # type: ignore[index]
+        make = cat.execute("SELECT single_make_id FROM decode_wmi WHERE wmi_id = %s", (w,)).fetchone()[0]  # type: ignore[index]
+        cat.execute("INSERT INTO vin_schema VALUES (990001, 'test schema', false, now(), now())")
+        cat.execute("INSERT INTO wmi_vin_schema VALUES (990001, %s, 990001, 2021, 2021)", (w,))
+        for mid, name in ((990001, 'Alpha'), (990002, 'Beta')):
+            cat.execute("INSERT INTO model VALUES (%s, %s, now(), now())", (mid, name))
+            cat.execute("INSERT INTO make_model VALUES (%s, %s)", (make, mid))
+        rows = [
+            (990001, "A", 28, "990001"), (990002, "B", 28, "990002"),     # model by position 4
+            (990003, "A*[12]", 38, "Alpha Trim"), (990004, "B", 38, "Beta Trim"),
+            (990005, "[AC]**2", 13, "2.0"), (990006, "B***3", 13, "3.0"),
+            (990007, "*", 38, "Every Trim"),
+        ]
+        for pid, keys, el, attr in rows:
+            cat.execute("INSERT INTO pattern VALUES (%s, 990001, %s, %s, %s, now(), now())", (pid, keys, el, attr))
+        # rebuild the derived tables from the edited catalog, in this transaction only
+        from vehicle_etl.platform_db import sql_file
+        cat.execute("DROP TABLE decode_key, decode_element, decode_pattern, decode_schema_chars, decode_wmi, "
+                    "decode_error_code, decode_template, model_year, model_trim_option, model_engine_option, "
+                    "model_transmission_option, dropdown_make CASCADE")
+        for f in ("derive/10_model_year.sql", "derive/20_decode_support.sql", "derive/30_dropdown_options.sql"):
+            cat.execute(sql_file(f).replace("{{schema}}", "vehicles").encode())
+        trims_a = {r[3] for r in cat.execute("SELECT * FROM vehicles.dropdown_trims(%s, 990001, 2021)", (make,))}
+        trims_b = {r[3] for r in cat.execute("SELECT * FROM vehicles.dropdown_trims(%s, 990002, 2021)", (make,))}
+        eng_a = {r[4] for r in cat.execute("SELECT * FROM vehicles.dropdown_engines(%s, 990001, 2021)", (make,))}
+        eng_b = {r[4] for r in cat.execute("SELECT * FROM vehicles.dropdown_engines(%s, 990002, 2021)", (make,))}
+        other_year = cat.execute(
+            "SELECT count(*) FROM vehicles.dropdown_trims(%s, 990001, 2022)", (make,)).fetchone()[0]  # type: ignore[index]
+        models = {r[3] for r in cat.execute("SELECT * FROM vehicles.dropdown_models(%s, 2021)", (make,))}
+        cat.execute("ROLLBACK")  # leave the shared catalog as it was
+    assert trims_a == {"Alpha Trim", "Every Trim"}
+    assert trims_b == {"Beta Trim", "Every Trim"}
+    assert eng_a == {"2.0"} and eng_b == {"3.0"}
+    assert other_year == 0
+    assert {"Alpha", "Beta"} <= models
