@@ -72,9 +72,8 @@ def test_options_only_when_a_vin_could_decode_to_both(cat: psycopg.Connection) -
             cat.execute("INSERT INTO pattern VALUES (%s, 990001, %s, %s, %s, now(), now())", (pid, keys, el, attr))
         # rebuild the derived tables from the edited catalog, in this transaction only
         from vehicle_etl.platform_db import sql_file
-        cat.execute("DROP TABLE decode_key, decode_element, decode_pattern, decode_schema_chars, decode_wmi, "
-                    "decode_error_code, decode_template, model_year, model_trim_option, model_engine_option, "
-                    "model_transmission_option, dropdown_make CASCADE")
+        from vehicle_etl.spec import DERIVED_TABLES
+        cat.execute(f"DROP TABLE {', '.join(DERIVED_TABLES)} CASCADE")
         for f in ("derive/10_model_year.sql", "derive/20_decode_support.sql", "derive/30_dropdown_options.sql"):
             cat.execute(sql_file(f).replace("{{schema}}", "vehicles").encode())
         trims_a = {r[3] for r in cat.execute("SELECT * FROM vehicles.dropdown_trims(%s, 990001, 2021)", (make,))}

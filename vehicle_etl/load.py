@@ -149,7 +149,7 @@ def extract_load(
         results = run_jobs(source, conninfo, schema, jobs, batch_rows)
     else:
         url = (source.origin or source.engine.url).render_as_string(hide_password=False)
-        ctx = multiprocessing.get_context("fork")
+        ctx = multiprocessing.get_context("forkserver")  # no inherited sockets: a killed parent frees its lock
         with ProcessPoolExecutor(max_workers=workers, mp_context=ctx) as pool:
             futures = [pool.submit(_worker, url, source.schema, conninfo, schema, j, batch_rows) for j in jobs]
             results = [f.result() for f in futures]
@@ -163,6 +163,9 @@ def extract_load(
 def derive(conn: psycopg.Connection, schema: str = STAGING_SCHEMA) -> dict[str, float]:
     """Build the derived tables (include/sql/derive/*.sql) from the loaded ones."""
     seconds: dict[str, float] = {}
+    t = time.monotonic()
+    _analyze(conn, schema)  # fresh COPYs have no statistics: the derivations' joins would misplan
+    seconds["analyze"] = time.monotonic() - t
     with conn.transaction():
         for path in sql_files("derive"):
             t = time.monotonic()
@@ -180,11 +183,17 @@ def build_keys(conn: psycopg.Connection, schema: str = STAGING_SCHEMA) -> float:
         for path in sql_files("functions"):
             run_in_schema(conn, schema, path.read_text())
         _grant_reader(conn, schema)
-    for table in schema_tables(conn, schema):  # planner statistics for the decoder and dropdowns
-        conn.execute(sql.SQL("ANALYZE {}.{}").format(sql.Identifier(schema), sql.Identifier(table)))
+    _analyze(conn, schema)  # planner statistics for the decoder and dropdowns
     elapsed = time.monotonic() - t
     log.info("keys, indexes, functions and statistics built in %.2fs", elapsed)
     return elapsed
+
+
+def _analyze(conn: psycopg.Connection, schema: str) -> None:
+    tables = schema_tables(conn, schema)
+    if tables:
+        conn.execute(sql.SQL("ANALYZE {}").format(sql.SQL(", ").join(
+            sql.Identifier(schema, t) for t in tables)))
 
 
 def _grant_reader(conn: psycopg.Connection, schema: str) -> None:

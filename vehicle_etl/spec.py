@@ -80,7 +80,12 @@ LOOKUP_TARGET = "lookup"
 LOOKUPS_WITH_OWN_TABLE = frozenset({"Make", "Model", "Manufacturer"})
 
 # Tables the platform builds from the loaded ones (include/sql/derive/).
-DERIVED_TABLES = ("model_year",)
+DERIVED_TABLES = (
+    "public_schema_link", "model_year",                                   # 10_model_year.sql
+    "decode_key", "decode_element", "decode_pattern", "decode_schema_chars",  # 20_decode_support.sql
+    "decode_wmi", "decode_error_code", "decode_template",
+    "model_trim_option", "model_engine_option", "model_transmission_option", "dropdown_make",  # 30_
+)
 
 
 def by_source(name: str) -> TableSpec:

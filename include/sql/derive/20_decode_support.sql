@@ -154,12 +154,12 @@ SELECT w.wmi, w.wmi_id, w.public_availability_date,
 FROM wmi w
 LEFT JOIN lookup vt ON vt.lookup_table = 'VehicleType' AND vt.lookup_id = w.vehicle_type_id
 LEFT JOIN manufacturer mf ON mf.manufacturer_id = w.manufacturer_id
-LEFT JOIN LATERAL (
-    SELECT min(m.make_id) AS make_id, min(m.make_name) AS make_name
+LEFT JOIN (  -- grouped once, not per WMI: no indexes exist yet while deriving
+    SELECT wm.wmi_id, min(m.make_id) AS make_id, min(m.make_name) AS make_name
     FROM wmi_make wm JOIN make m ON m.make_id = wm.make_id
-    WHERE wm.wmi_id = w.wmi_id
+    GROUP BY wm.wmi_id
     HAVING count(*) = 1
-) sm ON true;
+) sm ON sm.wmi_id = w.wmi_id;
 CREATE UNIQUE INDEX decode_wmi_wmi_idx ON decode_wmi (wmi);
 
 -- NHTSA's ErrorCode table is not in the snapshot: names and weights as NHTSA publishes them

@@ -5,110 +5,105 @@
 -- to both: within one schema linked (public WMI, schema not hidden) for that year, the option's
 -- pattern key and the model's pattern key admit a common character at every position. Sharing a
 -- schema is not enough: a schema for two models usually tells their trims apart by key.
--- Years follow model_year (10_model_year.sql): link ranges within 1980 .. next year (+2 at most).
+-- The option tables keep the schema; the year is applied at query time through
+-- public_schema_link (10_model_year.sql), which avoids expanding millions of (option, year) rows.
 
 SET LOCAL work_mem = '256MB';
 
--- Keys compatible: at every position both admit some character (translate() twice keeps the
--- characters of a[i] that b[i] has).
-CREATE OR REPLACE FUNCTION pg_temp.keys_compatible(a text[], b text[]) RETURNS boolean
-LANGUAGE sql IMMUTABLE AS $$
-    SELECT NOT EXISTS (
-        SELECT 1 FROM generate_series(1, least(cardinality(a), cardinality(b))) i
-        WHERE translate(a[i], translate(a[i], b[i], ''), '') = '')
-$$;
+-- Each position of a key as a bitmask over the 37 characters a key position can admit
+-- (0-9, A-Z, and the '|' separator). Few distinct position sets exist (~6k), so each is
+-- converted once.
+CREATE TEMP TABLE dd_set_mask ON COMMIT DROP AS
+SELECT s.chars, coalesce(sum(DISTINCT 1::bigint << (strpos('0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ|', c) - 1))
+                         FILTER (WHERE strpos('0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ|', c) > 0), 0)::bigint AS mask
+FROM (SELECT DISTINCT u.chars FROM decode_key k CROSS JOIN LATERAL unnest(k.pos_sets) AS u(chars)) s
+CROSS JOIN LATERAL regexp_split_to_table(s.chars, '') AS c
+GROUP BY s.chars;
 
--- Schema -> years it is public for (same rule as model_year).
-CREATE TEMP TABLE dd_schema_year ON COMMIT DROP AS
-SELECT DISTINCT ws.vin_schema_id, y.model_year
-FROM wmi_vin_schema ws
-JOIN vin_schema s ON s.vin_schema_id = ws.vin_schema_id AND NOT s.tobe_qced
-JOIN wmi w        ON w.wmi_id = ws.wmi_id
-                 AND w.public_availability_date IS NOT NULL AND w.public_availability_date <= now()
-CROSS JOIN LATERAL generate_series(
-    greatest(ws.year_from, 1980),
-    least(coalesce(ws.year_to, extract(year FROM now())::int + 1), extract(year FROM now())::int + 2)
-) AS y(model_year);
-ANALYZE dd_schema_year;  -- temp tables have no statistics otherwise: the joins below misplan
+CREATE TEMP TABLE dd_key_mask ON COMMIT DROP AS
+SELECT k.keys, array_agg(coalesce(m.mask, 0) ORDER BY u.ord) AS m
+FROM decode_key k
+CROSS JOIN LATERAL unnest(k.pos_sets) WITH ORDINALITY AS u(chars, ord)
+LEFT JOIN dd_set_mask m ON m.chars = u.chars
+GROUP BY k.keys;
 
--- Model patterns with their make and parsed key.
+-- Model patterns (only of schemas some public link uses) with their make and key masks.
 CREATE TEMP TABLE dd_model ON COMMIT DROP AS
-SELECT DISTINCT p.vin_schema_id, mm.make_id, mm.model_id, k.keys, k.pos_sets
+SELECT DISTINCT p.vin_schema_id, mm.make_id, mm.model_id, km.m
 FROM pattern p
 JOIN make_model mm ON mm.model_id = CASE WHEN p.attribute_id ~ '^[0-9]{1,9}$' THEN p.attribute_id::int END
-JOIN decode_key k  ON k.keys = upper(p.keys)
+JOIN dd_key_mask km ON km.keys = upper(p.keys)
 WHERE p.element_id = 28
-  AND p.vin_schema_id IN (SELECT vin_schema_id FROM dd_schema_year);
+  AND p.vin_schema_id IN (SELECT vin_schema_id FROM public_schema_link);
 ANALYZE dd_model;
 
 -- Option patterns grouped by (schema, key): the attributes one key sets together.
 CREATE TEMP TABLE dd_group ON COMMIT DROP AS
-SELECT p.vin_schema_id, k.keys, k.pos_sets,
-       max(p.attribute_id) FILTER (WHERE p.element_id = 38) AS trim_name,
-       max(p.attribute_id) FILTER (WHERE p.element_id = 13) AS displacement_l,
-       max(p.attribute_id) FILTER (WHERE p.element_id = 9)  AS cylinders,
-       max(p.attribute_id) FILTER (WHERE p.element_id = 18) AS engine_model,
-       max(fl.lookup_name) FILTER (WHERE p.element_id = 24) AS fuel_type,
-       max(tl.lookup_name) FILTER (WHERE p.element_id = 37) AS transmission_style,
-       max(p.attribute_id) FILTER (WHERE p.element_id = 63) AS transmission_speeds
-FROM pattern p
-JOIN decode_key k ON k.keys = upper(p.keys)
-LEFT JOIN lookup fl ON p.element_id = 24 AND fl.lookup_table = 'FuelType'
-                   AND fl.lookup_id = CASE WHEN p.attribute_id ~ '^[0-9]{1,9}$' THEN p.attribute_id::int END
-LEFT JOIN lookup tl ON p.element_id = 37 AND tl.lookup_table = 'Transmission'
-                   AND tl.lookup_id = CASE WHEN p.attribute_id ~ '^[0-9]{1,9}$' THEN p.attribute_id::int END
-WHERE p.element_id IN (38, 13, 9, 18, 24, 37, 63)
-  AND p.vin_schema_id IN (SELECT vin_schema_id FROM dd_model)
-GROUP BY p.vin_schema_id, k.keys, k.pos_sets;
+SELECT g.*, km.m
+FROM (
+    SELECT p.vin_schema_id, upper(p.keys) AS keys,
+           max(p.attribute_id) FILTER (WHERE p.element_id = 38) AS trim_name,
+           max(p.attribute_id) FILTER (WHERE p.element_id = 13) AS displacement_l,
+           max(p.attribute_id) FILTER (WHERE p.element_id = 9)  AS cylinders,
+           max(p.attribute_id) FILTER (WHERE p.element_id = 18) AS engine_model,
+           max(fl.lookup_name) FILTER (WHERE p.element_id = 24) AS fuel_type,
+           max(tl.lookup_name) FILTER (WHERE p.element_id = 37) AS transmission_style,
+           max(p.attribute_id) FILTER (WHERE p.element_id = 63) AS transmission_speeds
+    FROM pattern p
+    LEFT JOIN lookup fl ON p.element_id = 24 AND fl.lookup_table = 'FuelType'
+                       AND fl.lookup_id = CASE WHEN p.attribute_id ~ '^[0-9]{1,9}$' THEN p.attribute_id::int END
+    LEFT JOIN lookup tl ON p.element_id = 37 AND tl.lookup_table = 'Transmission'
+                       AND tl.lookup_id = CASE WHEN p.attribute_id ~ '^[0-9]{1,9}$' THEN p.attribute_id::int END
+    WHERE p.element_id IN (38, 13, 9, 18, 24, 37, 63)
+      AND p.vin_schema_id IN (SELECT vin_schema_id FROM dd_model)
+    GROUP BY p.vin_schema_id, upper(p.keys)
+) g
+JOIN dd_key_mask km ON km.keys = g.keys;
 ANALYZE dd_group;
 
--- Compatibility is decided once per distinct (model key, option key) pair, then applied to the
--- (schema, model, group) pairs.
-CREATE TEMP TABLE dd_keypair ON COMMIT DROP AS
-SELECT k.mk, k.gk
-FROM (SELECT DISTINCT m.keys AS mk, g.keys AS gk
-      FROM dd_model m JOIN dd_group g ON g.vin_schema_id = m.vin_schema_id) k
-JOIN decode_key a ON a.keys = k.mk
-JOIN decode_key b ON b.keys = k.gk
-WHERE pg_temp.keys_compatible(a.pos_sets, b.pos_sets);
-ANALYZE dd_keypair;
-
+-- Compatible (model, option group) pairs of one schema. The test is unrolled over the 14 key
+-- positions (5 before the '|', 8 after, and the '|'): a position past either key's end admits
+-- anything (NULL & x is NULL, coalesced to true). Plain expressions, no per-pair function call.
 CREATE TEMP TABLE dd_pair ON COMMIT DROP AS
 SELECT m.vin_schema_id, m.make_id, m.model_id, g.trim_name, g.displacement_l, g.cylinders, g.engine_model,
        g.fuel_type, g.transmission_style, g.transmission_speeds
 FROM dd_model m
-JOIN dd_group g    ON g.vin_schema_id = m.vin_schema_id
-JOIN dd_keypair kp ON kp.mk = m.keys AND kp.gk = g.keys;
-ANALYZE dd_pair;
+JOIN dd_group g ON g.vin_schema_id = m.vin_schema_id
+WHERE coalesce(m.m[1] & g.m[1], 1) <> 0 AND coalesce(m.m[2] & g.m[2], 1) <> 0
+  AND coalesce(m.m[3] & g.m[3], 1) <> 0 AND coalesce(m.m[4] & g.m[4], 1) <> 0
+  AND coalesce(m.m[5] & g.m[5], 1) <> 0 AND coalesce(m.m[6] & g.m[6], 1) <> 0
+  AND coalesce(m.m[7] & g.m[7], 1) <> 0 AND coalesce(m.m[8] & g.m[8], 1) <> 0
+  AND coalesce(m.m[9] & g.m[9], 1) <> 0 AND coalesce(m.m[10] & g.m[10], 1) <> 0
+  AND coalesce(m.m[11] & g.m[11], 1) <> 0 AND coalesce(m.m[12] & g.m[12], 1) <> 0
+  AND coalesce(m.m[13] & g.m[13], 1) <> 0 AND coalesce(m.m[14] & g.m[14], 1) <> 0;
 
 CREATE TABLE model_trim_option AS
-SELECT DISTINCT p.make_id, p.model_id, y.model_year, p.trim_name
-FROM dd_pair p JOIN dd_schema_year y ON y.vin_schema_id = p.vin_schema_id
-WHERE p.trim_name IS NOT NULL;
-CREATE INDEX model_trim_option_idx ON model_trim_option (model_id, model_year);
+SELECT DISTINCT make_id, model_id, vin_schema_id, trim_name
+FROM dd_pair WHERE trim_name IS NOT NULL;
+CREATE INDEX model_trim_option_idx ON model_trim_option (model_id, make_id);
 
 -- An engine is a key that names at least its displacement, cylinders or engine model.
 CREATE TABLE model_engine_option AS
-SELECT DISTINCT p.make_id, p.model_id, y.model_year,
-       concat_ws(' ', p.displacement_l || 'L', p.cylinders || ' cyl', p.engine_model, p.fuel_type) AS engine_name,
-       p.displacement_l, p.cylinders, p.engine_model, p.fuel_type
-FROM dd_pair p JOIN dd_schema_year y ON y.vin_schema_id = p.vin_schema_id
-WHERE coalesce(p.displacement_l, p.cylinders, p.engine_model) IS NOT NULL;
-CREATE INDEX model_engine_option_idx ON model_engine_option (model_id, model_year);
+SELECT DISTINCT make_id, model_id, vin_schema_id,
+       concat_ws(' ', displacement_l || 'L', cylinders || ' cyl', engine_model, fuel_type) AS engine_name,
+       displacement_l, cylinders, engine_model, fuel_type
+FROM dd_pair
+WHERE coalesce(displacement_l, cylinders, engine_model) IS NOT NULL;
+CREATE INDEX model_engine_option_idx ON model_engine_option (model_id, make_id);
 
 CREATE TABLE model_transmission_option AS
-SELECT DISTINCT p.make_id, p.model_id, y.model_year,
-       concat_ws(' ', p.transmission_style, p.transmission_speeds || '-speed') AS transmission_name,
-       p.transmission_style, p.transmission_speeds
-FROM dd_pair p JOIN dd_schema_year y ON y.vin_schema_id = p.vin_schema_id
-WHERE coalesce(p.transmission_style, p.transmission_speeds) IS NOT NULL;
-CREATE INDEX model_transmission_option_idx ON model_transmission_option (model_id, model_year);
+SELECT DISTINCT make_id, model_id, vin_schema_id,
+       concat_ws(' ', transmission_style, transmission_speeds || '-speed') AS transmission_name,
+       transmission_style, transmission_speeds
+FROM dd_pair
+WHERE coalesce(transmission_style, transmission_speeds) IS NOT NULL;
+CREATE INDEX model_transmission_option_idx ON model_transmission_option (model_id, make_id);
 
 -- Makes per year for dropdown_makes; model_year 0 lists the makes with any year.
 CREATE TABLE dropdown_make AS
 SELECT y.model_year, y.make_id, upper(m.make_name) AS make_name
 FROM (SELECT DISTINCT model_year, make_id FROM model_year
-      UNION
+      UNION ALL
       SELECT DISTINCT 0, make_id FROM model_year) y
 JOIN make m ON m.make_id = y.make_id;
 CREATE INDEX dropdown_make_idx ON dropdown_make (model_year, make_name);

@@ -2,8 +2,8 @@
 -- precomputed per release (derive/10_model_year.sql, derive/30_dropdown_options.sql). Plain SQL
 -- functions over indexed tables; names and columns are the contract in docs/API.md.
 
--- The swap also installs these into vehicles_previous, which has no tables on the first run:
--- SQL-language bodies are checked at call time instead (this transaction only).
+-- Bodies are checked at call time (this transaction only), so the files can be installed in
+-- any order relative to the tables they read.
 SET LOCAL check_function_bodies = off;
 
 CREATE OR REPLACE FUNCTION {{schema}}.dropdown_makes(model_year integer DEFAULT NULL)
@@ -28,13 +28,16 @@ LANGUAGE sql STABLE PARALLEL SAFE AS $$
     ORDER BY m.model_name, m.model_id
 $$;
 
+-- Options of a model in a year: the option's schema must be publicly linked for that year.
 CREATE OR REPLACE FUNCTION {{schema}}.dropdown_trims(make_id integer, model_id integer, model_year integer)
 RETURNS TABLE("Make_ID" integer, "Model_ID" integer, "Model_Year" integer, "Trim" text)
 LANGUAGE sql STABLE PARALLEL SAFE AS $$
-    SELECT o.make_id, o.model_id, o.model_year, o.trim_name
+    SELECT DISTINCT o.make_id, o.model_id, dropdown_trims.model_year, o.trim_name
     FROM {{schema}}.model_trim_option o
-    WHERE o.model_id = dropdown_trims.model_id AND o.model_year = dropdown_trims.model_year
-      AND o.make_id = dropdown_trims.make_id
+    WHERE o.model_id = dropdown_trims.model_id AND o.make_id = dropdown_trims.make_id
+      AND EXISTS (SELECT 1 FROM {{schema}}.public_schema_link l
+                  WHERE l.vin_schema_id = o.vin_schema_id
+                    AND dropdown_trims.model_year BETWEEN l.year_from AND l.year_to)
     ORDER BY o.trim_name
 $$;
 
@@ -42,11 +45,13 @@ CREATE OR REPLACE FUNCTION {{schema}}.dropdown_engines(make_id integer, model_id
 RETURNS TABLE("Make_ID" integer, "Model_ID" integer, "Model_Year" integer, "Engine" text,
               "DisplacementL" text, "EngineCylinders" text, "EngineModel" text, "FuelTypePrimary" text)
 LANGUAGE sql STABLE PARALLEL SAFE AS $$
-    SELECT o.make_id, o.model_id, o.model_year, o.engine_name,
+    SELECT DISTINCT o.make_id, o.model_id, dropdown_engines.model_year, o.engine_name,
            o.displacement_l, o.cylinders, o.engine_model, o.fuel_type
     FROM {{schema}}.model_engine_option o
-    WHERE o.model_id = dropdown_engines.model_id AND o.model_year = dropdown_engines.model_year
-      AND o.make_id = dropdown_engines.make_id
+    WHERE o.model_id = dropdown_engines.model_id AND o.make_id = dropdown_engines.make_id
+      AND EXISTS (SELECT 1 FROM {{schema}}.public_schema_link l
+                  WHERE l.vin_schema_id = o.vin_schema_id
+                    AND dropdown_engines.model_year BETWEEN l.year_from AND l.year_to)
     ORDER BY o.engine_name
 $$;
 
@@ -54,10 +59,12 @@ CREATE OR REPLACE FUNCTION {{schema}}.dropdown_transmissions(make_id integer, mo
 RETURNS TABLE("Make_ID" integer, "Model_ID" integer, "Model_Year" integer, "Transmission" text,
               "TransmissionStyle" text, "TransmissionSpeeds" text)
 LANGUAGE sql STABLE PARALLEL SAFE AS $$
-    SELECT o.make_id, o.model_id, o.model_year, o.transmission_name,
+    SELECT DISTINCT o.make_id, o.model_id, dropdown_transmissions.model_year, o.transmission_name,
            o.transmission_style, o.transmission_speeds
     FROM {{schema}}.model_transmission_option o
-    WHERE o.model_id = dropdown_transmissions.model_id AND o.model_year = dropdown_transmissions.model_year
-      AND o.make_id = dropdown_transmissions.make_id
+    WHERE o.model_id = dropdown_transmissions.model_id AND o.make_id = dropdown_transmissions.make_id
+      AND EXISTS (SELECT 1 FROM {{schema}}.public_schema_link l
+                  WHERE l.vin_schema_id = o.vin_schema_id
+                    AND dropdown_transmissions.model_year BETWEEN l.year_from AND l.year_to)
     ORDER BY o.transmission_name
 $$;
