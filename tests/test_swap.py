@@ -109,3 +109,17 @@ def test_swap_gives_up_cleanly_when_locks_never_come(platform_db: Settings, monk
         assert conn.execute("SELECT run_id FROM vehicles.catalog_info").fetchone() == before
         assert conn.execute("SELECT status FROM etl.run_history ORDER BY started_at DESC LIMIT 1").fetchone()[0] \
             == "failed"
+
+
+def test_swap_drops_functions_the_new_release_no_longer_defines(platform_db: Settings) -> None:
+    """An old signature left beside its successor would make calls ambiguous after an upgrade."""
+    pipeline.build_catalog(platform_db, release="2026_02")
+    with connect(platform_db) as conn:
+        conn.execute("CREATE FUNCTION vehicles.dropdown_makes(model_year integer) RETURNS TABLE(\"Make_ID\" int, "
+                     "\"Make_Name\" text) LANGUAGE sql AS $$ SELECT 1, 'OLD'::text $$")
+        with pytest.raises(psycopg.errors.AmbiguousFunction):
+            conn.execute("SELECT * FROM vehicles.dropdown_makes(2020)")
+    pipeline.build_catalog(platform_db, release="2026_02")
+    with connect(platform_db) as conn:
+        names = [r[1] for r in conn.execute("SELECT * FROM vehicles.dropdown_makes(2020)")]
+    assert names and "OLD" not in names

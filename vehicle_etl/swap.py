@@ -35,11 +35,26 @@ def _move_all(conn: psycopg.Connection, src: str, dst: str) -> int:
     return len(tables)
 
 
-def _install_functions(conn: psycopg.Connection, schema: str) -> None:
-    # CREATE OR REPLACE keeps each function's OID, so a caller that resolved it just before the
-    # swap still finds it; the rendered body names `<schema>.<table>` and re-resolves to the moved tables.
+_SIGNATURES = (
+    "SELECT p.oid::regprocedure::text, p.proname || '(' || pg_get_function_identity_arguments(p.oid) || ')' "
+    "FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace WHERE n.nspname = %s")
+
+
+def _install_functions(conn: psycopg.Connection, schema: str, reference: str | None = None) -> None:
+    """Re-run the function files for `schema`; drop functions the new release no longer defines.
+
+    CREATE OR REPLACE keeps each function's OID, so a caller that resolved it just before the swap
+    still finds it; the rendered body names `<schema>.<table>` and re-resolves to the moved tables.
+    A function whose signature changed would otherwise linger beside its successor and make calls
+    ambiguous: `reference` (staging, where build_keys installed the new set) says what to keep.
+    """
+    wanted = {sig for _, sig in conn.execute(_SIGNATURES, (reference,))} if reference else set()
     for path in sql_files("functions"):
         run_in_schema(conn, schema, path.read_text())
+    if wanted:
+        for regproc, sig in conn.execute(_SIGNATURES, (schema,)).fetchall():
+            if sig not in wanted:
+                conn.execute(f"DROP FUNCTION {regproc}")  # regprocedure text is already quoted
 
 
 def _ensure_schema(conn: psycopg.Connection, schema: str) -> None:
@@ -77,7 +92,7 @@ def _exchange(
                 _ensure_schema(conn, LIVE_SCHEMA)
                 _move_all(conn, LIVE_SCHEMA, PREVIOUS_SCHEMA)
                 _move_all(conn, incoming, LIVE_SCHEMA)
-                _install_functions(conn, LIVE_SCHEMA)
+                _install_functions(conn, LIVE_SCHEMA, reference=incoming)
                 _grant_live(conn)
                 if incoming != PREVIOUS_SCHEMA:
                     conn.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(incoming)))

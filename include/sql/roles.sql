@@ -41,7 +41,7 @@ BEGIN
             EXECUTE 'REVOKE EXECUTE ON ALL FUNCTIONS IN SCHEMA {{schema}} FROM PUBLIC, mvp_platform_reader';
             EXECUTE 'GRANT EXECUTE ON FUNCTION
                 {{schema}}.decode_vin(text, integer), {{schema}}.decode_vins(text[]),
-                {{schema}}.dropdown_makes(integer), {{schema}}.dropdown_models(integer, integer),
+                {{schema}}.dropdown_makes(integer, boolean), {{schema}}.dropdown_models(integer, integer),
                 {{schema}}.dropdown_trims(integer, integer, integer),
                 {{schema}}.dropdown_engines(integer, integer, integer),
                 {{schema}}.dropdown_transmissions(integer, integer, integer),

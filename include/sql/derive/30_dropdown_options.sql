@@ -99,11 +99,16 @@ FROM dd_pair
 WHERE coalesce(transmission_style, transmission_speeds) IS NOT NULL;
 CREATE INDEX model_transmission_option_idx ON model_transmission_option (model_id, make_id);
 
--- Makes per year for dropdown_makes; model_year 0 lists the makes with any year.
+-- Makes per year for dropdown_makes; model_year 0 lists the makes with any year. `road`: the make
+-- has a WMI for a road vehicle a person maintains (motorcycle 1, passenger car 2, truck 3, bus 5,
+-- MPV 7, low-speed vehicle 9). Without it a year lists ~9,000 makes, ~7,000 of them trailer
+-- builders, which no dropdown can show; dropdown_makes offers them on request.
 CREATE TABLE dropdown_make AS
-SELECT y.model_year, y.make_id, upper(m.make_name) AS make_name
+SELECT y.model_year, y.make_id, upper(m.make_name) AS make_name,
+       EXISTS (SELECT 1 FROM wmi_make wm JOIN wmi w ON w.wmi_id = wm.wmi_id
+               WHERE wm.make_id = y.make_id AND w.vehicle_type_id IN (1, 2, 3, 5, 7, 9)) AS road
 FROM (SELECT DISTINCT model_year, make_id FROM model_year
       UNION ALL
       SELECT DISTINCT 0, make_id FROM model_year) y
 JOIN make m ON m.make_id = y.make_id;
-CREATE INDEX dropdown_make_idx ON dropdown_make (model_year, make_name);
+CREATE INDEX dropdown_make_idx ON dropdown_make (model_year, road, make_name) INCLUDE (make_id);

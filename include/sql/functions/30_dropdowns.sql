@@ -6,12 +6,15 @@
 -- any order relative to the tables they read.
 SET LOCAL check_function_bodies = off;
 
-CREATE OR REPLACE FUNCTION {{schema}}.dropdown_makes(model_year integer DEFAULT NULL)
+-- Makes of road vehicles (cars, MPVs, trucks, motorcycles, buses, low-speed vehicles) by default;
+-- all_types => also trailer builders, incomplete-vehicle and off-road makes (~9,000 a year).
+CREATE OR REPLACE FUNCTION {{schema}}.dropdown_makes(model_year integer DEFAULT NULL, all_types boolean DEFAULT false)
 RETURNS TABLE("Make_ID" integer, "Make_Name" text)
 LANGUAGE sql STABLE PARALLEL SAFE AS $$
     SELECT d.make_id, d.make_name
     FROM {{schema}}.dropdown_make d
     WHERE d.model_year = coalesce(dropdown_makes.model_year, 0)
+      AND (d.road OR coalesce(dropdown_makes.all_types, false))
     ORDER BY d.make_name, d.make_id
 $$;
 

@@ -7,7 +7,7 @@ BEGIN
     IF EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'mvp_platform_reader') THEN
         EXECUTE 'GRANT EXECUTE ON FUNCTION
             {{schema}}.decode_vin(text, integer), {{schema}}.decode_vins(text[]),
-            {{schema}}.dropdown_makes(integer), {{schema}}.dropdown_models(integer, integer),
+            {{schema}}.dropdown_makes(integer, boolean), {{schema}}.dropdown_models(integer, integer),
             {{schema}}.dropdown_trims(integer, integer, integer),
             {{schema}}.dropdown_engines(integer, integer, integer),
             {{schema}}.dropdown_transmissions(integer, integer, integer),
