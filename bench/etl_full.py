@@ -38,8 +38,9 @@ src = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
 with psycopg.connect(dsn, autocommit=True) as pg:
     pg.execute("DROP SCHEMA IF EXISTS baseline CASCADE"); pg.execute("CREATE SCHEMA baseline")
     pg.execute("SET search_path TO baseline"); pg.execute(sql_file("schema/tables.sql"))
-    pg.execute("ALTER TABLE vin_schema ALTER tobe_qced DROP DEFAULT, ALTER tobe_qced TYPE int USING 0, ALTER tobe_qced DROP NOT NULL")
-    pg.execute("ALTER TABLE element ALTER is_private DROP DEFAULT, ALTER is_private TYPE int USING 0, ALTER is_private DROP NOT NULL")
+    # vPIC's raw 0/1/NULL flags, as they come (the pipeline coalesces them to booleans)
+    for t, c in (("vin_schema", "tobe_qced"), ("element", "is_private")):
+        pg.execute(f"ALTER TABLE {t} ALTER {c} DROP DEFAULT, ALTER {c} TYPE int USING 0, ALTER {c} DROP NOT NULL")
     jobs = [(t.source, t.target, t.source_columns, t.target_columns) for t in TABLES]
     have = {r[0].lower() for r in src.execute("SELECT name FROM sqlite_master WHERE type='table'")}
     for (lt,) in src.execute("SELECT DISTINCT LookupTable FROM Element WHERE LookupTable IS NOT NULL").fetchall():
@@ -111,8 +112,9 @@ def main() -> None:
                                   "ORDER BY started_at DESC LIMIT 1").fetchone()[0]
         print("pipeline steps (s):", json.dumps(durations, sort_keys=True))
         best = min(results, key=lambda r: r[2] / r[0])
-        print(f"best ratio {best[2] / best[0]:.2f}x (target <= 3x, aim 2x); peak pipeline RSS {max(r[3] for r in results):.0f} MB "
-              "(target <= 1536 MB)")
+        peak = max(r[3] for r in results)
+        print(f"best ratio {best[2] / best[0]:.2f}x (target <= 3x, aim 2x); "
+              f"peak pipeline RSS {peak:.0f} MB (target <= 1536 MB)")
     finally:
         with psycopg.connect(args.admin_dsn, autocommit=True) as a:
             a.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')

@@ -20,9 +20,12 @@ log = logging.getLogger(__name__)
 
 def _expr(table: sa.Table, col: Col) -> sa.ColumnElement[Any]:
     c = table.c[col.source]
-    if col.kind == "name":
+    if col.kind in ("name", "trim"):
         # Names carry stray spaces in real vPIC data; trimming here repairs them at the source.
-        return sa.func.ltrim(sa.func.rtrim(c)).label(col.target)
+        trimmed = sa.func.ltrim(sa.func.rtrim(c))
+        # A missing required name becomes '' so the quality gate reports it by name (a NULL would
+        # stop the COPY with a bare constraint error instead).
+        return (sa.func.coalesce(trimmed, "") if col.kind == "name" else trimmed).label(col.target)
     if col.kind == "bool":
         return sa.func.coalesce(sa.cast(c, sa.Integer), 0).label(col.target)
     return c.label(col.target)

@@ -63,6 +63,26 @@ def finish_run(conn: psycopg.Connection, run_id: str, status: str, error: str | 
         update_run(conn, run_id, status=status, error=error)
 
 
+ABANDONED = ("abandoned: the process running it stopped without recording an outcome (killed?); "
+             "marked failed by the next run that took the pipeline lock")
+
+
+def fail_abandoned(conn: psycopg.Connection) -> list[str]:
+    """Mark rows still 'running' as failed. Call only with the pipeline lock held: then no run that
+    holds the lock is alive, so a 'running' row belongs to a process that died (SIGKILL, OOM, a lost
+    machine) and could not record its own failure. Returns the run ids it marked."""
+    if conn.execute("SELECT to_regclass('etl.run_history')").fetchone()[0] is None:  # type: ignore[index]
+        return []
+    with conn.transaction():
+        rows = conn.execute(
+            "UPDATE etl.run_history SET status = 'failed', finished_at = now(), "
+            "error = coalesce(error || '; ', '') || %s WHERE status = 'running' RETURNING run_id",
+            (ABANDONED,)).fetchall()
+    for (run_id,) in rows:
+        log.warning("run %s was left 'running' by a process that died; marked failed", run_id)
+    return [r[0] for r in rows]
+
+
 def get_run(conn: psycopg.Connection, run_id: str) -> dict[str, Any] | None:
     with conn.cursor(row_factory=dict_row) as cur:
         return cur.execute("SELECT * FROM etl.run_history WHERE run_id = %s", (run_id,)).fetchone()

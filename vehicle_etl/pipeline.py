@@ -12,7 +12,7 @@ import logging
 import re
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -57,6 +57,36 @@ def validate_release(release: str | None) -> str | None:
 
 
 # -- sources -----------------------------------------------------------------------------------
+SOURCE_MAX_LEN = 500  # as the DAG's `source` Param
+CONN_ID_RE = re.compile(r"^conn:[A-Za-z0-9_.-]{1,200}$")
+SOURCE_BACKENDS = ("sqlite", "postgresql", "mssql")
+
+
+def validate_source(source: str | None) -> str | None:
+    """Reject a hostile or malformed source argument before any SQL or file access (SourceError)."""
+    if source in (None, ""):
+        return None
+    if not isinstance(source, str) or len(source) > SOURCE_MAX_LEN or not source.isprintable():
+        raise SourceError(f"invalid source {str(source)[:40]!r}...: at most {SOURCE_MAX_LEN} printable characters")
+    if source.startswith("conn:"):
+        if not CONN_ID_RE.fullmatch(source):
+            raise SourceError(f"invalid Airflow connection reference {source[:40]!r}: conn:<letters, digits, _.->")
+        return source
+    try:
+        url = make_url(source)
+    except Exception as exc:  # sqlalchemy.exc.ArgumentError and friends: not a URL at all
+        raise SourceError(f"invalid source {source[:40]!r}: not a database URL ({type(exc).__name__})") from None
+    if url.get_backend_name() not in SOURCE_BACKENDS:
+        raise SourceError(f"unsupported source type {url.get_backend_name()[:20]!r}: use sqlite:///path, "
+                          "postgresql+psycopg://user@host/db, mssql+pymssql://... or conn:<id>")
+    if url.password:
+        raise SourceError("a source URL given as a parameter must not carry a password: "
+                          "put the credentials in an Airflow connection and pass conn:<id>")
+    if ".." in Path(url.database or "").parts:
+        raise SourceError(f"invalid source {source[:40]!r}: '..' is not allowed in the path")
+    return source
+
+
 @dataclass(frozen=True)
 class SourceRef:
     """Where to read vPIC from, without secrets (safe in XCom, logs and run history).
@@ -76,13 +106,10 @@ class SourceRef:
 def source_ref(settings: Settings, source: str | None, release: str | None) -> SourceRef:
     """Decide the source of this run (restoring a backup when a backups folder is configured)."""
     release = validate_release(release)
-    if source:
+    if validate_source(source):
         if source.startswith("conn:"):
             return SourceRef(source, release)
-        url = make_url(source)  # raises on garbage; checked by open_source for the rest
-        if url.password:
-            raise SourceError("a source URL given as a parameter must not carry a password: "
-                              "put the credentials in an Airflow connection and pass conn:<id>")
+        url = make_url(source)
         found = RELEASE_IN_NAME.search(url.database or "")
         return SourceRef(source, release or (found.group(1) if found else None))
     if settings.backups_dir is not None:
@@ -141,6 +168,7 @@ def run_lock(settings: Settings) -> Iterator[None]:
             raise ConcurrentRunError(
                 f"another vehicle ETL run is in progress on this platform database{who}; "
                 "wait for it to finish (vehicle-etl status) and try again")
+        history.fail_abandoned(conn)  # with the lock held, a 'running' row is a run that died
         try:
             yield
         finally:
@@ -183,13 +211,9 @@ def start_run(settings: Settings, run_id: str, ref: SourceRef, trigger: str) -> 
 
 
 def _ensure_reader_role(conn: psycopg.Connection) -> None:
-    try:
-        from vehicle_etl import decode
-    except ImportError:
-        return
-    ensure = getattr(decode, "ensure_reader_role", None)
-    if ensure is not None:
-        ensure(conn)
+    from vehicle_etl import decode
+
+    decode.ensure_reader_role(conn)
 
 
 # -- steps -------------------------------------------------------------------------------------
@@ -229,16 +253,18 @@ def build_keys_step(settings: Settings, run_id: str) -> None:
 
 
 def validate_step(settings: Settings, run_id: str, *, allow_drift: bool = False) -> None:
-    """The full quality gate (quality.validate) when present; results join the key checks in history."""
-    validate: Callable[..., list[quality.CheckResult]] | None = getattr(quality, "validate", None)
-    if validate is None:
-        return
+    """The full quality gate; its results join the key checks in history, then the release diff."""
     with step(settings, run_id, "validate") as conn:
-        results = validate(conn, settings, allow_drift=allow_drift)
+        results = quality.validate(conn, settings, allow_drift=allow_drift)
         previous = (history.get_run(conn, run_id) or {}).get("checks") or []
         with conn.transaction():
             history.update_run(conn, run_id, checks=previous + [r.as_dict() for r in results])
         quality.enforce(results, "validation")
+        from vehicle_etl import diff  # what going live would change, stored with the run
+
+        report = diff.diff_report(conn)
+        with conn.transaction():
+            history.update_run(conn, run_id, diff=report)
 
 
 def swap_step(settings: Settings, run_id: str, ref: SourceRef) -> float:
@@ -276,14 +302,13 @@ def marker_step(settings: Settings, run_id: str) -> Path:
 
 def publish_step(settings: Settings, run_id: str) -> Path:
     """After a swap: the completion marker, then the app's cache invalidation (when configured)."""
+    from vehicle_etl import alerts, cache
+
     marker = marker_step(settings, run_id)
-    try:
-        from vehicle_etl import cache
-    except ImportError:
-        return marker
     with connect(settings) as conn:
         run = history.get_run(conn, run_id) or {}
     cache.invalidate_after_swap(release=run.get("release"), run_id=run_id)
+    alerts.send_success_summary(run_id)  # only when ALERT_ON_SUCCESS=1
     return marker
 
 
@@ -300,6 +325,8 @@ def build_catalog(
     """Restore → extract/load → transform → key checks → keys → validate → swap → marker."""
     run_id = run_id or new_run_id()
     started = time.monotonic()
+    validate_release(release)  # hostile arguments are rejected before any SQL or file access
+    validate_source(source)
     with run_lock(settings):
         ref = source_ref(settings, source, release)
         start_run(settings, run_id, ref, trigger)

@@ -1,21 +1,38 @@
 """Data-quality checks on the staging schema, run inside PostgreSQL; structured results.
 
-The key checks run before keys are declared (so a duplicate id is reported as a named check,
-not as a constraint error); the full gate runs after. A blocking failure raises
-QualityGateError and the swap never happens.
+Two gates. `key_checks` runs before keys are declared, so a duplicate id or an orphan is reported
+as a named check instead of a constraint error. `validate` runs after (the full gate): cheap SQL
+checks (include/sql/checks), drift against the live version, the functional golden-VIN hook and
+the Great Expectations suite (vehicle_etl/gx_suite.py, imported only inside `validate`).
+
+Every check yields a CheckResult. Known, tolerated faults of real vPIC data are "tiered": a few
+bad rows fail the check as a warning (blocking=False), more than the tolerated share blocks. A
+blocking failure raises QualityGateError in `enforce` and the swap never happens.
+docs/DATA_QUALITY.md lists every check and why it blocks or warns.
 """
 
 from __future__ import annotations
 
+import csv
+import importlib
 import logging
+import math
+import os
+import tempfile
+import threading
+import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
+from pathlib import Path
 from typing import Any
 
 import psycopg
 from psycopg import sql
 
-from vehicle_etl.config import STAGING_SCHEMA
+from vehicle_etl.config import LIVE_SCHEMA, PROJECT_ROOT, STAGING_SCHEMA, Settings
 from vehicle_etl.errors import QualityGateError
+from vehicle_etl.platform_db import schema_exists, schema_tables, sql_file
+from vehicle_etl.spec import LOOKUP_TARGET, TABLES
 
 log = logging.getLogger(__name__)
 
@@ -32,6 +49,11 @@ class CheckResult:
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
 
+    @property
+    def verdict(self) -> str:
+        """ok | FAIL (blocks the swap) | warn (failed, tolerated)."""
+        return "ok" if self.passed else ("FAIL" if self.blocking else "warn")
+
 
 # Minimum rows per table for a release to be plausible. The shipped sample is small, so these
 # floors are low; the drift checks against the live version catch a release that shrank.
@@ -40,27 +62,34 @@ MIN_ROWS = {
     "wmi_vin_schema": 1, "pattern": 1, "element": 1, "model_year": 1,
 }
 
-# (check name, table, key columns)
+# (check name, table, key columns): every primary/unique key declared by schema/keys.sql, so
+# build_keys cannot fail on data that passed this gate.
 UNIQUE_KEYS = [
     ("unique_make_id", "make", ["make_id"]),
     ("unique_model_id", "model", ["model_id"]),
     ("unique_make_model_model_id", "make_model", ["model_id"]),
     ("unique_manufacturer_id", "manufacturer", ["manufacturer_id"]),
+    ("unique_manufacturer_make", "manufacturer_make", ["manufacturer_id", "make_id"]),
     ("unique_wmi_id", "wmi", ["wmi_id"]),
     ("unique_wmi_code", "wmi", ["wmi"]),
+    ("unique_wmi_make", "wmi_make", ["wmi_id", "make_id"]),
     ("unique_vin_schema_id", "vin_schema", ["vin_schema_id"]),
     ("unique_wmi_vin_schema_id", "wmi_vin_schema", ["wmi_vin_schema_id"]),
     ("unique_element_id", "element", ["element_id"]),
     ("unique_pattern_id", "pattern", ["pattern_id"]),
     ("unique_engine_model_id", "engine_model", ["engine_model_id"]),
     ("unique_engine_model_pattern_id", "engine_model_pattern", ["engine_model_pattern_id"]),
+    ("unique_conversion_id", "conversion", ["conversion_id"]),
     ("unique_lookup_id", "lookup", ["lookup_table", "lookup_id"]),
+    ("unique_model_year", "model_year", ["model_id", "model_year"]),
 ]
 
-# (check name, child table, child column, parent table, parent column)
+# (check name, child table, child column, parent table, parent column): every foreign key of keys.sql.
 FOREIGN_KEYS = [
     ("fk_make_model_make", "make_model", "make_id", "make", "make_id"),
     ("fk_make_model_model", "make_model", "model_id", "model", "model_id"),
+    ("fk_manufacturer_make_manufacturer", "manufacturer_make", "manufacturer_id", "manufacturer", "manufacturer_id"),
+    ("fk_manufacturer_make_make", "manufacturer_make", "make_id", "make", "make_id"),
     ("fk_wmi_make_wmi", "wmi_make", "wmi_id", "wmi", "wmi_id"),
     ("fk_wmi_make_make", "wmi_make", "make_id", "make", "make_id"),
     ("fk_wmi_vin_schema_wmi", "wmi_vin_schema", "wmi_id", "wmi", "wmi_id"),
@@ -68,6 +97,8 @@ FOREIGN_KEYS = [
     ("fk_pattern_schema", "pattern", "vin_schema_id", "vin_schema", "vin_schema_id"),
     ("fk_pattern_element", "pattern", "element_id", "element", "element_id"),
     ("fk_engine_model_pattern_engine", "engine_model_pattern", "engine_model_id", "engine_model", "engine_model_id"),
+    ("fk_model_year_model", "model_year", "model_id", "model", "model_id"),
+    ("fk_model_year_make", "model_year", "make_id", "make", "make_id"),
 ]
 
 
@@ -79,23 +110,284 @@ def key_checks(conn: psycopg.Connection, schema: str = STAGING_SCHEMA) -> list[C
     """Row counts, key uniqueness and foreign-key coverage of the staged tables."""
     s = sql.Identifier(schema)
     results: list[CheckResult] = []
-    for table, floor in MIN_ROWS.items():
-        n = _scalar(conn, sql.SQL("SELECT count(*) FROM {}.{}").format(s, sql.Identifier(table)))
-        results.append(CheckResult(f"min_rows_{table}", n >= floor, n, floor))
-    for name, table, cols in UNIQUE_KEYS:
-        c = sql.SQL(", ").join(map(sql.Identifier, cols))
-        dup = _scalar(conn, sql.SQL(
-            "SELECT count(*) FROM (SELECT {c} FROM {s}.{t} GROUP BY {c} HAVING count(*) > 1) d"
-        ).format(c=c, s=s, t=sql.Identifier(table)))
-        results.append(CheckResult(name, dup == 0, dup, 0, detail=f"duplicated keys in {table}({', '.join(cols)})"))
-    for name, child, ccol, parent, pcol in FOREIGN_KEYS:
-        orphans = _scalar(conn, sql.SQL(
-            "SELECT count(*) FROM {s}.{c} x WHERE NOT EXISTS (SELECT 1 FROM {s}.{p} y WHERE y.{pc} = x.{cc})"
-        ).format(s=s, c=sql.Identifier(child), p=sql.Identifier(parent),
-                 pc=sql.Identifier(pcol), cc=sql.Identifier(ccol)))
-        results.append(CheckResult(name, orphans == 0, orphans, 0,
-                                   detail=f"{child}.{ccol} values missing from {parent}.{pcol}"))
+    # Own transaction: a read left open would turn the caller's `with conn.transaction()` history
+    # write into a savepoint that is lost when the failed gate rolls the connection back.
+    with conn.transaction():
+        for table, floor in MIN_ROWS.items():
+            n = _scalar(conn, sql.SQL("SELECT count(*) FROM {}.{}").format(s, sql.Identifier(table)))
+            results.append(CheckResult(f"min_rows_{table}", n >= floor, n, floor))
+        for name, table, cols in UNIQUE_KEYS:
+            c = sql.SQL(", ").join(map(sql.Identifier, cols))
+            dup = _scalar(conn, sql.SQL(
+                "SELECT count(*) FROM (SELECT {c} FROM {s}.{t} GROUP BY {c} HAVING count(*) > 1) d"
+            ).format(c=c, s=s, t=sql.Identifier(table)))
+            results.append(CheckResult(name, dup == 0, dup, 0, detail=f"duplicated keys in {table}({', '.join(cols)})"))
+        for name, child, ccol, parent, pcol in FOREIGN_KEYS:
+            orphans = _scalar(conn, sql.SQL(
+                "SELECT count(*) FROM {s}.{c} x WHERE NOT EXISTS (SELECT 1 FROM {s}.{p} y WHERE y.{pc} = x.{cc})"
+            ).format(s=s, c=sql.Identifier(child), p=sql.Identifier(parent),
+                     pc=sql.Identifier(pcol), cc=sql.Identifier(ccol)))
+            results.append(CheckResult(name, orphans == 0, orphans, 0,
+                                       detail=f"{child}.{ccol} values missing from {parent}.{pcol}"))
     return results
+
+
+# -- the full gate -----------------------------------------------------------------------------
+# Tolerance per SQL check: None = any bad row blocks; (rows, share) = a warning while the bad rows
+# stay within max(rows, share of the table), a block above. The absolute floor keeps small
+# releases (the shipped sample) from blocking on one known-bad row; the share lets a real
+# regression block. Floors sit a little above the faults of the Feb 2026 snapshot
+# (docs/DATA_QUALITY.md, "per-fault decisions").
+Tolerance = tuple[int, float] | None
+NAME_TOLERANCE: dict[str, Tolerance] = {
+    "make_name": None, "model_name": None, "manufacturer_name": None, "element_name": None,
+    "engine_model_name": None, "lookup_name": None, "wmi_code": None,
+    "vin_schema_name": (50, 0.005),        # 20 schema names start with a tab: never shown to users
+    "pattern_attribute_id": (1000, 0.005),  # 557 free-text attributes end in a tab/newline
+}
+# Empty names always block: an empty dropdown entry or a pattern that decodes to nothing.
+COVERAGE_TOLERANCE: dict[str, Tolerance] = {
+    "wmi_without_make": (25, 0.01),       # 14 in the snapshot: those WMIs decode without a make
+    "wmi_without_schema": (50, 0.01),     # 33: those WMIs decode the make only
+    "vin_schema_unlinked": (20, 0.01),    # 6: dead schemas, never reached by a decode
+    "model_without_make": (0, 0.001),     # 0: a model without a make is unreachable
+    "pattern_lookup_orphans": (10, 0.0005),  # 1 (Model 28450): decodes the id instead of a name
+    "model_year_range": None,
+}
+DEFAULT_MAX_SHRINK = 0.02
+
+GoldenHook = Callable[[psycopg.Connection, str], tuple[float, float]]
+
+
+def _tiered(name: str, bad: int, total: int, tolerance: Tolerance, detail: str) -> CheckResult:
+    if tolerance is None:
+        return CheckResult(name, bad == 0, bad, 0, True, detail)
+    allowed = max(tolerance[0], math.floor(tolerance[1] * total))
+    return CheckResult(
+        name, bad == 0, bad, f"0 (block > {allowed})", blocking=bad > allowed,
+        detail=detail + (f"; {bad} of {total} rows, tolerated up to {allowed}" if bad else ""),
+    )
+
+
+def _render(text: str, **schemas: str) -> str:
+    for key, value in schemas.items():
+        text = text.replace("{{" + key + "}}", sql.Identifier(value).as_string(None))
+    return text
+
+
+def _rows(conn: psycopg.Connection, relative: str, **schemas: str) -> list[tuple[Any, ...]]:
+    return conn.execute(_render(sql_file(relative), **schemas).encode()).fetchall()
+
+
+def sql_checks(conn: psycopg.Connection, schema: str = STAGING_SCHEMA) -> list[CheckResult]:
+    """Names (non-empty, no stray whitespace), coverage of unkeyed links, model-year range."""
+    results: list[CheckResult] = []
+    with conn.transaction():
+        for subject, total, empty, stray, empty_ex, stray_ex in _rows(conn, "checks/10_names.sql", schema=schema):
+            results.append(CheckResult(
+                f"not_empty_{subject}", empty == 0, empty, 0,
+                detail=f"NULL, empty or whitespace-only; first id {empty_ex}" if empty else ""))
+            results.append(_tiered(
+                f"no_stray_whitespace_{subject}", stray, total, NAME_TOLERANCE.get(subject),
+                f"leading/trailing whitespace; first id {stray_ex}" if stray else ""))
+        for subject, total, bad, example in _rows(conn, "checks/20_coverage.sql", schema=schema):
+            results.append(_tiered(subject, bad, total, COVERAGE_TOLERANCE.get(subject),
+                                   f"e.g. {example}" if bad else ""))
+    return results
+
+
+def _count(conn: psycopg.Connection, schema: str, table: str) -> int:
+    return _scalar(conn, sql.SQL("SELECT count(*) FROM {}.{}").format(sql.Identifier(schema), sql.Identifier(table)))
+
+
+def drift_checks(
+    conn: psycopg.Connection,
+    schema: str = STAGING_SCHEMA,
+    live: str = LIVE_SCHEMA,
+    *,
+    allow_drift: bool = False,
+    max_shrink: float = DEFAULT_MAX_SHRINK,
+) -> list[CheckResult]:
+    """No table shrinks by more than `max_shrink`; no make with models vanishes.
+
+    With no live version there is nothing to compare: one passed result says so. `allow_drift`
+    (the DAG's override Param) keeps the results but makes them warnings.
+    """
+    with conn.transaction():
+        if not schema_exists(conn, live) or "make_model" not in schema_tables(conn, live):
+            return [CheckResult("drift_vs_live", True, "no live version", "-", False,
+                                f"schema {live} has no catalog yet: drift checks skipped")]
+        blocking = not allow_drift
+        note = "; overridden by allow_drift" if allow_drift else ""
+        results: list[CheckResult] = []
+        live_tables = set(schema_tables(conn, live))
+        # Loaded tables first, in spec order, then derived ones: the first failure named in the
+        # alert is then the cause (pattern shrank), not a consequence (decode tables shrank).
+        loaded = [t.target for t in TABLES] + [LOOKUP_TARGET]
+        tables = sorted(schema_tables(conn, schema), key=lambda t: (loaded.index(t) if t in loaded else len(loaded), t))
+        for table in tables:
+            if table not in live_tables or table == "catalog_info":
+                continue
+            before, after = _count(conn, live, table), _count(conn, schema, table)
+            shrink = (before - after) / before if before else 0.0
+            shrunk = shrink > max_shrink
+            results.append(CheckResult(
+                f"drift_shrink_{table}", not shrunk, f"{shrink:.2%} ({before} -> {after})", f"<= {max_shrink:.0%}",
+                blocking, f"{table} shrank by {before - after} rows{note}" if shrunk else ""))
+        total, bad, example = _rows(conn, "checks/30_drift_makes.sql", schema=schema, live=live)[0]
+        results.append(CheckResult(
+            "drift_makes_with_models_removed", bad == 0, bad, 0, blocking,
+            f"{bad} of {total} live makes with models have none in the new release, e.g. {example}{note}"
+            if bad else ""))
+    return results
+
+
+GOLDEN_CSV = PROJECT_ROOT / "data" / "golden" / "golden_vins.csv"
+
+
+def default_golden() -> GoldenHook | None:
+    """The golden-VIN hook, resolved lazily so quality.py never imports decode at import time.
+
+    1. `vehicle_etl.decode.golden_gate(conn, schema) -> (observed, threshold)` when it exists;
+    2. else `decode.golden_accuracy` over VEHICLE_ETL_GOLDEN_CSV (default data/golden/golden_vins.csv,
+       scripts/build_golden.py), restricted to the VINs whose WMI the staged release has (the shipped
+       sample covers a few makes; a release losing WMIs is the drift checks' business), the lowest
+       agreement of Make, Model and ModelYear against VEHICLE_ETL_GOLDEN_MIN_ACCURACY (default 0.999);
+    3. else None: the check is reported as skipped.
+    """
+    try:
+        decode = importlib.import_module("vehicle_etl.decode")
+    except ImportError:
+        return None
+    hook = getattr(decode, "golden_gate", None)
+    if callable(hook):
+        return hook
+    accuracy = getattr(decode, "golden_accuracy", None)
+    csv_path = Path(os.environ.get("VEHICLE_ETL_GOLDEN_CSV") or GOLDEN_CSV)
+    if not callable(accuracy) or not csv_path.is_file():
+        return None
+    threshold = float(os.environ.get("VEHICLE_ETL_GOLDEN_MIN_ACCURACY") or 0.999)
+
+    def from_csv(conn: psycopg.Connection, schema: str) -> tuple[float, float]:
+        wmis = {r[0] for r in conn.execute(
+            sql.SQL("SELECT wmi FROM {}.wmi").format(sql.Identifier(schema)))}
+        with csv_path.open(newline="") as fh:
+            reader = csv.DictReader(fh)
+            rows = [r for r in reader if _wmi_of(r["vin"]) in wmis]
+            fields = reader.fieldnames or []
+        if not rows:
+            log.warning("golden VINs: none of %s has a WMI in %s; nothing to compare", csv_path, schema)
+            return 1.0, threshold
+        with tempfile.NamedTemporaryFile("w", suffix=".csv", newline="") as tmp:
+            writer = csv.DictWriter(tmp, fieldnames=fields)
+            writer.writeheader()
+            writer.writerows(rows)
+            tmp.flush()
+            report = accuracy(conn, tmp.name, schema=schema)
+        log.info("golden VINs on %s: %s", schema, report.summary())
+        return report.min_rate, threshold
+
+    return from_csv
+
+
+def _wmi_of(vin: str) -> str:
+    vin = vin.strip().upper()
+    return vin[:3] + vin[11:14] if len(vin) >= 14 and vin[2] == "9" else vin[:3]
+
+
+def golden_check(conn: psycopg.Connection, schema: str, golden: GoldenHook | None) -> CheckResult:
+    """Decode the golden VIN set with the staged data; the accuracy must reach the threshold."""
+    if golden is None:
+        return CheckResult("golden_vin_accuracy", True, "no hook", "-", False,
+                           "skipped: no golden-VIN hook (decode.golden_gate, or VEHICLE_ETL_GOLDEN_CSV)")
+    try:
+        with conn.transaction():
+            observed, threshold = golden(conn, schema)
+    except Exception as exc:  # a decoder that cannot run on this data must not go live
+        log.exception("golden-VIN check raised")
+        return CheckResult("golden_vin_accuracy", False, "error", "-", True, f"{type(exc).__name__}: {exc}"[:500])
+    return CheckResult("golden_vin_accuracy", observed >= threshold, round(observed, 4), threshold, True,
+                       "" if observed >= threshold else "golden VINs decode worse than required")
+
+
+class _Preload(threading.Thread):
+    """Import great_expectations in the background: its import costs seconds of CPU that would
+    otherwise add to the gate, and the SQL checks meanwhile mostly wait on PostgreSQL."""
+
+    def __init__(self) -> None:
+        super().__init__(name="gx-import", daemon=True)
+        self.error: BaseException | None = None
+
+    def run(self) -> None:
+        try:
+            from vehicle_etl import gx_suite
+
+            gx_suite.import_gx()
+        except BaseException as exc:  # reported by run_suite's own import
+            self.error = exc
+
+
+def validate(
+    conn: psycopg.Connection,
+    settings: Settings | None = None,
+    *,
+    schema: str = STAGING_SCHEMA,
+    live: str = LIVE_SCHEMA,
+    allow_drift: bool = False,
+    max_shrink: float = DEFAULT_MAX_SHRINK,
+    golden: GoldenHook | None = None,
+    use_gx: bool = True,
+) -> list[CheckResult]:
+    """The full gate on `schema` (after build_keys): SQL checks, drift, golden VINs, GX suite.
+
+    `golden=None` uses `default_golden()` (the decoder's hook, when installed). `settings` is
+    accepted for the pipeline's call shape; GX connects with `conn`'s own parameters so it reads
+    the very database `conn` does.
+    """
+    del settings
+    started = time.monotonic()
+    preload = _Preload() if use_gx else None
+    if preload is not None:
+        preload.start()
+    timings: dict[str, float] = {}
+
+    def lap(name: str, t: float) -> float:
+        now = time.monotonic()
+        timings[name] = round(now - t, 2)
+        return now
+
+    t = started
+    results = sql_checks(conn, schema)
+    t = lap("sql", t)
+    results += drift_checks(conn, schema, live, allow_drift=allow_drift, max_shrink=max_shrink)
+    t = lap("drift", t)
+    results.append(golden_check(conn, schema, golden if golden is not None else default_golden()))
+    t = lap("golden", t)
+    if preload is not None:
+        preload.join()
+        t = lap("gx_import_wait", t)
+        from vehicle_etl import gx_suite
+
+        try:
+            results += gx_suite.run_suite(conn, schema)
+        except Exception as exc:  # GX itself broke: the rules were not evaluated, so do not promote
+            log.exception("Great Expectations suite could not run")
+            results.append(CheckResult("gx_suite", False, "error", "-", True, f"{type(exc).__name__}: {exc}"[:500]))
+        lap("gx", t)
+    log.info("validation of %s: %d checks in %.2fs (%s)", schema, len(results), time.monotonic() - started,
+             ", ".join(f"{k} {v}s" for k, v in timings.items()))
+    return results
+
+
+# -- reporting ---------------------------------------------------------------------------------
+def first_failure(results: list[CheckResult] | list[dict[str, Any]]) -> str | None:
+    """Name of the first blocking failure (else the first warning), for alert subjects."""
+    rows = [r.as_dict() if isinstance(r, CheckResult) else r for r in results]
+    for want_blocking in (True, False):
+        for r in rows:
+            if not r.get("passed") and bool(r.get("blocking", True)) == want_blocking:
+                return str(r.get("name"))
+    return None
 
 
 def format_table(results: list[CheckResult]) -> str:
@@ -103,16 +395,22 @@ def format_table(results: list[CheckResult]) -> str:
     width = max((len(r.name) for r in results), default=10)
     lines = [f"{'check':<{width}}  result  observed      threshold"]
     for r in results:
-        verdict = "ok" if r.passed else ("FAIL" if r.blocking else "warn")
-        lines.append(f"{r.name:<{width}}  {verdict:<6}  {r.observed!s:<12}  {r.threshold!s}")
+        lines.append(f"{r.name:<{width}}  {r.verdict:<6}  {r.observed!s:<12}  {r.threshold!s}")
     return "\n".join(lines)
 
 
 def enforce(results: list[CheckResult], stage: str) -> None:
     """Log the table; raise QualityGateError naming the failing blocking checks."""
     log.info("quality gate (%s):\n%s", stage, format_table(results))
+    warned = [r for r in results if not r.blocking and not r.passed]
+    for r in warned:
+        log.warning("quality warning %s: observed %s (threshold %s) %s", r.name, r.observed, r.threshold, r.detail)
     failed = [r for r in results if r.blocking and not r.passed]
     if failed:
-        names = ", ".join(f"{r.name} (observed {r.observed}, threshold {r.threshold})" for r in failed)
+        # The first few by name keep the error (and the alert built from it) short; the run
+        # history and the log table have every check.
+        names = ", ".join(f"{r.name} (observed {r.observed}, threshold {r.threshold})" for r in failed[:5])
+        if len(failed) > 5:
+            names += f" and {len(failed) - 5} more"
         raise QualityGateError(f"quality gate failed at {stage}: {names}. Live was not changed; "
                                "staging is kept for inspection.")

@@ -9,14 +9,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-Kind = Literal["int", "text", "name", "ts", "bool"]
+Kind = Literal["int", "text", "name", "trim", "ts", "bool"]
 
 
 @dataclass(frozen=True)
 class Col:
     source: str  # vPIC column name
     target: str  # platform column name
-    kind: Kind  # name: text trimmed of stray whitespace; ts: timestamp; bool: 0/1 flag
+    kind: Kind  # name: required text, trimmed; trim: optional text, trimmed; ts: timestamp; bool: 0/1
 
 
 @dataclass(frozen=True)
@@ -59,8 +59,8 @@ TABLES: tuple[TableSpec, ...] = (
     _t("Wmi_VinSchema", "wmi_vin_schema", ("Id", "wmi_vin_schema_id", "int"), ("WmiId", "wmi_id", "int"),
        ("VinSchemaId", "vin_schema_id", "int"), ("YearFrom", "year_from", "int"), ("YearTo", "year_to", "int")),
     _t("Element", "element", ("Id", "element_id", "int"), ("Name", "element_name", "name"),
-       ("Code", "code", "name"), ("LookupTable", "lookup_table", "name"), ("DataType", "data_type", "name"),
-       ("Decode", "decode", "name"), ("IsPrivate", "is_private", "bool"), ("weight", "weight", "int")),
+       ("Code", "code", "trim"), ("LookupTable", "lookup_table", "trim"), ("DataType", "data_type", "trim"),
+       ("Decode", "decode", "trim"), ("IsPrivate", "is_private", "bool"), ("weight", "weight", "int")),
     _t("Pattern", "pattern", ("Id", "pattern_id", "int"), ("VinSchemaId", "vin_schema_id", "int"),
        ("Keys", "keys", "name"), ("ElementId", "element_id", "int"), ("AttributeId", "attribute_id", "name"),
        ("CreatedOn", "created_on", "ts"), ("UpdatedOn", "updated_on", "ts")),
@@ -82,7 +82,7 @@ LOOKUPS_WITH_OWN_TABLE = frozenset({"Make", "Model", "Manufacturer"})
 # Tables the platform builds from the loaded ones (include/sql/derive/).
 DERIVED_TABLES = (
     "public_schema_link", "model_year",                                   # 10_model_year.sql
-    "decode_key", "decode_element", "decode_pattern", "decode_schema_chars",  # 20_decode_support.sql
+    "decode_key", "decode_element", "decode_schema_key", "decode_schema_chars",  # 20_decode_support.sql
     "decode_wmi", "decode_error_code", "decode_template",
     "model_trim_option", "model_engine_option", "model_transmission_option", "dropdown_make",  # 30_
 )
