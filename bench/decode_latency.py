@@ -2,10 +2,13 @@
 
 Usage: .venv/bin/python bench/decode_latency.py --dsn "host=127.0.0.1 user=postgres dbname=dev_decode"
        [--calls 10000] [--vins ../shared/data/vin_ground_truth/dev_vins.csv] [--batch 500] [--schema vehicles]
+       [--compare N] [--reference-dsn DSN]
 
 Prints, for the same run: the SELECT 1 round trip (baseline), decode_vin p50/p95/p99 over --calls
 calls cycling through real VINs, decode_vins throughput (VINs/s) in batches of --batch, and p99 of
 the dropdown calls (makes/models/trims/engines for years and makes taken from the catalog).
+--compare N checks first that decode_vins answers exactly as decode_vin per VIN on N VINs (and, with
+--reference-dsn, as decode_vin of another database, e.g. one built by an earlier decoder version).
 """
 
 from __future__ import annotations
@@ -51,6 +54,8 @@ def main() -> int:
     ap.add_argument("--batch", type=int, default=500)
     ap.add_argument("--schema", default="vehicles")
     ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--compare", type=int, default=0, help="VINs to compare batch vs per-VIN decodes on")
+    ap.add_argument("--reference-dsn", help="also compare with decode_vin of this database")
     args = ap.parse_args()
     rnd = random.Random(args.seed)
     with open(args.vins, newline="") as fh:
@@ -61,6 +66,23 @@ def main() -> int:
     with psycopg.connect(args.dsn, autocommit=True) as conn, conn.cursor() as cur:
         cur.execute("SHOW server_version")
         print(f"server {cur.fetchone()[0]}; {len(vins)} VINs from {args.vins.name}; calls={args.calls}")
+        if args.compare:
+            sample = vins[: args.compare]
+            one_stmt = sql.SQL("SELECT {}.decode_vin(%s)").format(schema)
+            single = [cur.execute(one_stmt, (v,)).fetchone()[0] for v in sample]  # type: ignore[index]
+            batch: list[dict] = []
+            for i in range(0, len(sample), args.batch):
+                many_stmt = sql.SQL("SELECT result FROM {}.decode_vins(%s)").format(schema)
+                cur.execute(many_stmt, (sample[i:i + args.batch],))
+                batch += [r[0] for r in cur.fetchall()]
+            bad = [v for v, a, b in zip(sample, single, batch, strict=True) if a != b]
+            print(f"compare: decode_vins vs decode_vin on {len(sample)} VINs: {len(bad)} differ {bad[:5]}")
+            if args.reference_dsn:
+                with psycopg.connect(args.reference_dsn, autocommit=True) as ref:
+                    refs = [ref.execute(one_stmt, (v,)).fetchone()[0] for v in sample]  # type: ignore[index]
+                bad = [v for v, a, b in zip(sample, refs, batch, strict=True) if a != b]
+                print(f"compare: decode_vins vs reference decode_vin on {len(sample)} VINs: "
+                      f"{len(bad)} differ {bad[:5]}")
         # warm-up: plan caches and buffers, as a long-lived app connection has them
         for v in vins[:200]:
             cur.execute(sql.SQL("SELECT {}.decode_vin(%s)").format(schema), (v,))

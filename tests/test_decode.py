@@ -167,6 +167,56 @@ def test_decode_vins_keeps_order_duplicates_and_nulls(sample_db: psycopg.Connect
     assert dec.decode(sample_db, vins) == [r[1] for r in rows]
 
 
+EDGE_VINS = [None, "", "5YJ", "bad vin", VIN, VIN.lower() + "  ", with_char(VIN, 9, "5"), with_char(VIN, 6, " "),
+             with_char(VIN, 14, "O"), with_char(VIN, 10, "0"), with_char(VIN, 7, "1"), "IOQ" + VIN[3:],
+             VIN + "Z" * 40, VIN[:16], "5YJSA1E26HF200000", "KNDJP3A5XH7000001"]
+
+
+def test_decode_vins_is_identical_to_decode_vin(sample_db: psycopg.Connection) -> None:
+    """The set-based batch path answers exactly as the per-VIN path (decode_vin + decode_vin_pass),
+    on the golden sample and on invalid inputs, in one batch (passes of different VINs must not mix)."""
+    vins: list[str | None] = [*EDGE_VINS]
+    if GOLDEN_SAMPLE.is_file():
+        vins += [r["vin"] for r in dec.load_golden(GOLDEN_SAMPLE)]
+    # wrong check digits and a wrong character in the VDS exercise error codes 1-5 and 14
+    vins += [with_char(v, 9, "0" if v[8] != "0" else "1") for v in vins[16:60] if v]
+    vins += [with_char(v, 5, "Z") for v in vins[16:60] if v]
+    batch = sample_db.execute("SELECT vin, result FROM vehicles.decode_vins(%s)", (vins,)).fetchall()
+    assert [r[0] for r in batch] == vins
+    single = [d(sample_db, v) for v in vins]
+    diffs = [(v, {k: (a.get(k), b.get(k)) for k in a.keys() | b.keys() if a.get(k) != b.get(k)})
+             for v, (_, a), b in zip(vins, batch, single, strict=True) if a != b]
+    assert not diffs, diffs[:3]
+    seen = {c for r in single for c in r["ErrorCode"].split(",")}
+    assert {"0", "1", "6", "7", "14", "400"} <= seen, seen  # the comparison covered the error paths
+    assert seen & {"2", "3", "4", "5"}, seen
+
+
+def test_check_digit_matches_nhtsa_definition(sample_db: psycopg.Connection) -> None:
+    """vin_check_digit (one regex + transliteration) against a plain implementation of NHTSA's rule."""
+    values = dict(zip("ABCDEFGHJKLMNPRSTUVWXYZ", [1, 2, 3, 4, 5, 6, 7, 8, 1, 2, 3, 4, 5, 7, 9, 2, 3, 4, 5, 6, 7, 8, 9],
+                      strict=True))
+    weights = [8, 7, 6, 5, 4, 3, 2, 10, 0, 9, 8, 7, 6, 5, 4, 3, 2]
+
+    def expected(vin: str) -> str:
+        total = sum((int(c) if c.isdigit() else values[c]) * w for c, w in zip(vin, weights, strict=True)) % 11
+        return "X" if total == 10 else str(total)
+
+    import random
+
+    rnd = random.Random(4)
+    chars = "0123456789ABCDEFGHJKLMNPRSTUVWXYZ"
+    vins = []
+    for _ in range(300):
+        v = [rnd.choice(chars) for _ in range(17)]
+        v[9] = rnd.choice("ABCDEFGHJKLMNPRSTVWXY123456789")
+        v[12:17] = [rnd.choice("0123456789") for _ in range(5)]
+        vins.append("".join(v))
+    got = sample_db.execute("SELECT array_agg(vehicles.vin_check_digit(v, true) ORDER BY o) "
+                            "FROM unnest(%s::text[]) WITH ORDINALITY u(v, o)", (vins,)).fetchone()[0]  # type: ignore[index]
+    assert got == [expected(v) for v in vins]
+
+
 def test_decode_works_in_staging_after_build_keys(sample_url: str) -> None:
     """The quality gate decodes the golden set with the staged release before it goes live."""
     name = create_database("vetl_decode_stg")

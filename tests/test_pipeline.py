@@ -65,7 +65,8 @@ def test_second_build_keeps_exactly_one_previous_and_rollback_restores_it(
     db = tmp_path / "v.db"
     shutil.copy(SAMPLE_DB, db)
     with sqlite3.connect(db) as raw:
-        raw.execute("UPDATE Make SET Name = Name || ' X' WHERE Id = (SELECT min(Id) FROM Make)")
+        # a visible change the golden VINs do not see (they check make, model and year)
+        raw.execute("UPDATE Manufacturer SET Name = Name || ' X' WHERE Id = (SELECT min(Id) FROM Manufacturer)")
     second = pipeline.build_catalog(platform_db, source=f"sqlite:///{db}", release="2026_03")
     assert second["status"] == "success"
     assert live_checksum(platform_db, "vehicles_previous") == {

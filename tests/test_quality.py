@@ -4,6 +4,7 @@ same, run history says failed with the checks, and an alert e-mail reaches a rea
 
 from __future__ import annotations
 
+import csv
 import email
 import email.policy
 import json
@@ -245,23 +246,31 @@ def test_golden_hook(gate: Gate, monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def test_default_golden_resolves_the_decoder_lazily(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    calls: list[tuple[str, str]] = []
+    calls: list[tuple[list[str], str]] = []
     fake = types.ModuleType("vehicle_etl.decode")
 
     def golden_accuracy(conn: Any, csv_path: str, schema: str) -> Any:
-        calls.append((csv_path, schema))
+        with open(csv_path, newline="") as fh:
+            calls.append(([r["vin"] for r in csv.DictReader(fh)], schema))
         return SimpleNamespace(min_rate=0.9, summary=lambda: "fake")
 
     fake.golden_accuracy = golden_accuracy  # type: ignore[attr-defined]
     monkeypatch.setitem(sys.modules, "vehicle_etl.decode", fake)
     monkeypatch.delenv("VEHICLE_ETL_GOLDEN_CSV", raising=False)
-    assert quality.default_golden() is None  # no golden set configured: the check is skipped
+    assert quality.default_golden() is not None  # the shipped regression set is the default
+    monkeypatch.setenv("VEHICLE_ETL_GOLDEN_CSV", str(tmp_path / "missing.csv"))
+    assert quality.default_golden() is None  # a configured set that is not there: skipped
 
-    monkeypatch.setenv("VEHICLE_ETL_GOLDEN_CSV", str(tmp_path / "golden.csv"))
+    golden = tmp_path / "golden.csv"
+    golden.write_text("vin,make,model,model_year\n5YJ3E1EA7KF000316,TESLA,Model 3,2019\n"
+                      "1HGCM82633A004352,HONDA,Accord,2003\n1G9543ABCD1234567,X,Y,2020\n")
+    monkeypatch.setenv("VEHICLE_ETL_GOLDEN_CSV", str(golden))
     monkeypatch.setenv("VEHICLE_ETL_GOLDEN_MIN_ACCURACY", "0.95")
     hook = quality.default_golden()
-    assert hook is not None and hook(None, "vehicles_staging") == (0.9, 0.95)  # type: ignore[arg-type]
-    assert calls == [(str(tmp_path / "golden.csv"), "vehicles_staging")]
+    staged_wmis = SimpleNamespace(execute=lambda query: [("5YJ",), ("1G9234",)])  # the staged release's WMIs
+    assert hook is not None and hook(staged_wmis, "vehicles_staging") == (0.9, 0.95)  # type: ignore[arg-type]
+    # only VINs whose (3- or 6-character) WMI the staged release has are decoded
+    assert calls == [(["5YJ3E1EA7KF000316", "1G9543ABCD1234567"], "vehicles_staging")]
 
     fake.golden_gate = lambda conn, schema: (1.0, 0.99)  # type: ignore[attr-defined]
     assert quality.default_golden() is fake.golden_gate  # an explicit gate hook wins

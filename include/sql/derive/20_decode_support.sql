@@ -1,7 +1,7 @@
 -- Decoder support tables, precomputed once per release so that decode_vin() does no parsing.
 -- search_path = the staging schema. Helpers live in pg_temp: nothing but tables is left behind.
 -- Tables: decode_key (one row per distinct vPIC key: LIKE prefilter, regex, per-position
--- characters), decode_pattern, decode_schema_chars, decode_wmi, decode_element, decode_error_code,
+-- characters and masks), decode_schema_key, decode_schema_chars, decode_wmi, decode_element, decode_error_code,
 -- decode_template. docs/DECODER.md explains each.
 
 -- Hash joins and sorts over 0.8M patterns spill at the default 4 MB; this transaction only.
@@ -50,33 +50,42 @@ BEGIN
     RETURN raw;
 END $$;
 
--- Every key, parsed once into tokens (a literal, '*', '#' or a whole bracket class); set-based,
--- as a PL/pgSQL character loop over 58k keys takes several seconds.
+-- Keys with a bracket class are parsed into tokens (a literal, '*', '#' or a whole class); the
+-- other keys (about half) are handled with plain string functions, one row each, no aggregation.
 CREATE TEMP TABLE vpic_key_token ON COMMIT DROP AS
 SELECT k.keys, t.ord::int AS ord, t.m[1] AS tok
-FROM (SELECT DISTINCT upper(keys) AS keys FROM pattern) k
+FROM (SELECT DISTINCT upper(keys) AS keys FROM pattern WHERE strpos(keys, '[') > 0) k
 CROSS JOIN LATERAL regexp_matches(k.keys, '\[[^]]*\]?|.', 'g') WITH ORDINALITY AS t(m, ord);
 
+-- The characters a token admits as a bitmask over 0-9A-Z (bit i = i-th character); other
+-- characters have no bit. Behind error codes 2-5 (decode_schema_chars).
+CREATE OR REPLACE FUNCTION pg_temp.vpic_mask(chars text) RETURNS bigint
+LANGUAGE sql IMMUTABLE AS $$
+    SELECT coalesce(sum(DISTINCT 1::bigint << (strpos('0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ', c) - 1))
+                    FILTER (WHERE c <> '' AND strpos('0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ', c) > 0), 0)::bigint
+    FROM regexp_split_to_table(chars, '') AS c
+$$;
+
 CREATE TEMP TABLE vpic_class ON COMMIT DROP AS
-SELECT tok, pg_temp.vpic_class_chars(trim(trailing ']' FROM substr(tok, 2))) AS chars
-FROM (SELECT DISTINCT tok FROM vpic_key_token WHERE left(tok, 1) = '[') c;
+SELECT tok, chars, pg_temp.vpic_mask(chars) AS mask
+FROM (SELECT tok, pg_temp.vpic_class_chars(trim(trailing ']' FROM substr(tok, 2))) AS chars
+      FROM (SELECT DISTINCT tok FROM vpic_key_token WHERE left(tok, 1) = '[') c) c;
 
 -- One key: the LIKE prefix pattern (a class is '_' there and confirmed by the regex), the
 -- anchored regex (only for keys with a class), the characters each position admits in NHTSA's
 -- strict sense (fValidCharsInKey: '*' admits none, '#' the digits; behind error codes 2-5 and
--- 14), and in the loose sense ('*' admits every character; the dropdowns' compatibility test).
+-- 14) and as bitmasks (masks, positions 1-14), and in the loose sense ('*' admits every
+-- character; the dropdowns' compatibility test).
 CREATE TABLE decode_key AS
 SELECT t.keys,
        string_agg(CASE WHEN c.tok IS NOT NULL OR t.tok = '*' THEN '_'
                        WHEN t.tok IN ('%', '_', '\') THEN '\' || t.tok
                        ELSE t.tok END, '' ORDER BY t.ord) || '%' AS like_pat,
-       CASE WHEN bool_or(c.tok IS NOT NULL) THEN
-           '^' || string_agg(CASE WHEN c.tok IS NOT NULL THEN
-                                      CASE WHEN c.chars = '' THEN '[^\s\S]' ELSE '[' || c.chars || ']' END
-                                  WHEN t.tok = '*' THEN '.'
-                                  WHEN t.tok ~ '[A-Z0-9#]' THEN t.tok
-                                  ELSE '\' || t.tok END, '' ORDER BY t.ord)
-       END AS regex,
+       '^' || string_agg(CASE WHEN c.tok IS NOT NULL THEN
+                                  CASE WHEN c.chars = '' THEN '[^\s\S]' ELSE '[' || c.chars || ']' END
+                              WHEN t.tok = '*' THEN '.'
+                              WHEN t.tok ~ '[A-Z0-9#]' THEN t.tok
+                              ELSE '\' || t.tok END, '' ORDER BY t.ord) AS regex,
        array_agg(CASE WHEN c.tok IS NOT NULL THEN c.chars
                       WHEN t.tok = '*' THEN ''
                       WHEN t.tok = '#' THEN '0123456789'
@@ -84,10 +93,32 @@ SELECT t.keys,
        array_agg(CASE WHEN c.tok IS NOT NULL THEN c.chars
                       WHEN t.tok = '*' THEN '0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ|'
                       WHEN t.tok = '#' THEN '0123456789'
-                      ELSE t.tok END ORDER BY t.ord) AS pos_sets
+                      ELSE t.tok END ORDER BY t.ord) AS pos_sets,
+       array_agg(CASE WHEN c.tok IS NOT NULL THEN c.mask
+                      WHEN t.tok = '#' THEN 1023
+                      WHEN strpos('0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ', t.tok) > 0
+                          THEN 1::bigint << (strpos('0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ', t.tok) - 1)
+                      ELSE 0 END ORDER BY t.ord) AS masks
 FROM vpic_key_token t
 LEFT JOIN vpic_class c ON c.tok = t.tok
 GROUP BY t.keys;
+
+-- Keys without a class: every character is a token. x01 separates the mapped characters.
+INSERT INTO decode_key
+SELECT k.keys,
+       replace(regexp_replace(k.keys, '([%_\\])', '\\\1', 'g'), '*', '_') || '%',
+       NULL,
+       string_to_array(left(replace(replace(regexp_replace(k.keys, '(.)', E'\\1\x01', 'g'),
+                                            E'*\x01', E'\x01'), E'#\x01', E'0123456789\x01'), -1), E'\x01'),
+       string_to_array(left(replace(replace(regexp_replace(k.keys, '(.)', E'\\1\x01', 'g'),
+                                            E'*\x01', E'0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ|\x01'),
+                                    E'#\x01', E'0123456789\x01'), -1), E'\x01'),
+       ARRAY(SELECT CASE WHEN c = '#' THEN 1023
+                         WHEN c <> '' AND strpos('0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ', c) > 0
+                             THEN 1::bigint << (strpos('0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ', c) - 1)
+                         ELSE 0 END
+             FROM regexp_split_to_table(left(k.keys, 14), '') AS c)
+FROM (SELECT DISTINCT upper(keys) AS keys FROM pattern WHERE strpos(keys, '[') = 0 AND keys <> '') k;
 CREATE UNIQUE INDEX decode_key_keys_idx ON decode_key (keys);
 
 -- Elements as the decoder outputs them. lookup_mode: how an AttributeId becomes the printed value.
@@ -108,39 +139,43 @@ SELECT e.element_id, e.code, e.lookup_table, e.weight,
 FROM element e;
 ALTER TABLE decode_element ADD PRIMARY KEY (element_id);
 
--- Patterns a public decode may use: not in hidden (TobeQCed) schemas; Make, Manufacturer,
+-- Every (schema, key) once (patterns sharing a key are matched once), with the ids of the
+-- patterns a public decode may use: not in hidden (TobeQCed) schemas; Make, Manufacturer,
 -- ModelYear and VehicleType never come from patterns. Formula keys ('#') keep every element, as
--- NHTSA's formula step does not filter on Decode/IsPrivate.
-CREATE TABLE decode_pattern AS
-SELECT p.pattern_id, p.vin_schema_id, p.element_id, p.attribute_id, p.keys,
-       strpos(p.keys, '#') > 0 AS is_formula,
-       p.changed_on,
-       length(replace(p.keys, '*', '')) AS lit_len,
-       replace(replace(p.keys, '[', ''), ']', '') AS sort_keys,
-       k.like_pat, k.regex
-FROM (SELECT pattern_id, vin_schema_id, element_id, attribute_id, upper(keys) AS keys,
-             coalesce(updated_on, created_on) AS changed_on
-      FROM pattern WHERE element_id NOT IN (26, 27, 29, 39)) p
-JOIN vin_schema s ON s.vin_schema_id = p.vin_schema_id AND NOT s.tobe_qced
-JOIN element e    ON e.element_id = p.element_id
-JOIN decode_key k ON k.keys = p.keys
-WHERE strpos(p.keys, '#') > 0 OR (e.decode IS NOT NULL AND NOT e.is_private);
-ALTER TABLE decode_pattern ADD PRIMARY KEY (pattern_id);
-CREATE INDEX decode_pattern_schema_idx ON decode_pattern (vin_schema_id) INCLUDE (like_pat, is_formula);
+-- NHTSA's formula step does not filter on Decode/IsPrivate. The decoder reads the pattern rows
+-- themselves by primary key: no copy of the 0.8M patterns.
+CREATE TEMP TABLE vpic_schema_key ON COMMIT DROP AS
+SELECT p.vin_schema_id, upper(p.keys) AS keys,
+       array_agg(p.pattern_id) FILTER (
+           WHERE p.element_id NOT IN (26, 27, 29, 39) AND s.tobe_qced IS FALSE AND e.element_id IS NOT NULL
+             AND (strpos(p.keys, '#') > 0 OR (e.decode IS NOT NULL AND NOT e.is_private))) AS pattern_ids
+FROM pattern p
+LEFT JOIN vin_schema s ON s.vin_schema_id = p.vin_schema_id
+LEFT JOIN element e    ON e.element_id = p.element_id
+GROUP BY p.vin_schema_id, upper(p.keys);
+
+CREATE TABLE decode_schema_key AS
+SELECT sk.vin_schema_id, sk.keys, k.like_pat, k.regex, sk.pattern_ids
+FROM vpic_schema_key sk
+JOIN decode_key k ON k.keys = sk.keys
+WHERE sk.pattern_ids IS NOT NULL
+ORDER BY sk.vin_schema_id;
+CREATE INDEX decode_schema_key_idx ON decode_schema_key (vin_schema_id);
 
 -- Characters each VIN position admits per schema, from every key of the schema (all elements,
--- hidden schemas too): NHTSA's fallback for the missing WMIYearValidChars cache, behind error
--- codes 2-5. pos is the VIN position (key index + 3).
+-- hidden schemas too), as bitmasks over 0-9A-Z: masks[i] is VIN position i + 3. NHTSA's fallback
+-- for the missing WMIYearValidChars cache, behind error codes 2-5.
 CREATE TABLE decode_schema_chars AS
-SELECT p.vin_schema_id, u.ord::int + 3 AS pos,
-       translate('0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ',
-                 translate('0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ', string_agg(u.chars, ''), ''), '') AS chars
-FROM (SELECT DISTINCT vin_schema_id, upper(keys) AS keys FROM pattern) p
-JOIN decode_key k ON k.keys = p.keys
-CROSS JOIN LATERAL unnest(k.pos_chars) WITH ORDINALITY AS u(chars, ord)
-WHERE u.chars <> '' AND u.chars <> '|'
-GROUP BY 1, 2;
-CREATE INDEX decode_schema_chars_idx ON decode_schema_chars (vin_schema_id, pos);
+SELECT sk.vin_schema_id,
+       ARRAY[coalesce(bit_or(k.masks[1]), 0), coalesce(bit_or(k.masks[2]), 0), coalesce(bit_or(k.masks[3]), 0),
+             coalesce(bit_or(k.masks[4]), 0), coalesce(bit_or(k.masks[5]), 0), coalesce(bit_or(k.masks[6]), 0),
+             coalesce(bit_or(k.masks[7]), 0), coalesce(bit_or(k.masks[8]), 0), coalesce(bit_or(k.masks[9]), 0),
+             coalesce(bit_or(k.masks[10]), 0), coalesce(bit_or(k.masks[11]), 0), coalesce(bit_or(k.masks[12]), 0),
+             coalesce(bit_or(k.masks[13]), 0), coalesce(bit_or(k.masks[14]), 0)] AS masks
+FROM vpic_schema_key sk
+JOIN decode_key k ON k.keys = sk.keys
+GROUP BY sk.vin_schema_id;
+ALTER TABLE decode_schema_chars ADD PRIMARY KEY (vin_schema_id);
 
 -- One row per WMI with what every pass needs. public: PublicAvailabilityDate has passed (checked
 -- again at decode time against now()). car_lt: passenger car, MPV or light truck (position-7
