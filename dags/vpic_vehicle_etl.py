@@ -16,8 +16,8 @@ LIVE_CATALOG = Asset(
 DOC = """
 ### vPIC vehicle catalog ETL
 Builds the MVP Platform catalog (schema `vehicles`) from NHTSA's vPIC release:
-restore the backup → extract/load into `vehicles_staging` with COPY → derive the dropdown
-tables → key checks → keys and indexes → quality gate → atomic swap (previous version kept as
+restore the backup → extract/load into `vehicles_staging` with COPY → key checks → derive the
+dropdown and decoder tables → keys, indexes and functions → quality gate → atomic swap (previous version kept as
 `vehicles_previous`) → completion marker and run history (`etl.run_history`).
 
 **Params**: `release` (YYYY_MM, default: newest available), `source` (a source URL without a
@@ -95,7 +95,7 @@ def vpic_vehicle_etl() -> None:
         counts = pipeline.extract_load_step(Settings(), run_info(get_current_context())[0], pipeline.SourceRef(**ref))
         return sorted(counts)
 
-    @task(doc_md="Derive the dropdown tables (model years, options) inside PostgreSQL.")
+    @task(doc_md="Derive the dropdown and decoder tables inside PostgreSQL; check their keys.")
     @fail_fast
     def transform(tables: list[str]) -> list[str]:
         from vehicle_etl import pipeline
@@ -103,7 +103,7 @@ def vpic_vehicle_etl() -> None:
 
         return tables + sorted(pipeline.transform_step(Settings(), run_info(get_current_context())[0]))
 
-    @task(doc_md="Gate 1: row counts, key uniqueness, foreign-key coverage (before keys are declared).")
+    @task(doc_md="Gate 1: row counts, key uniqueness, foreign-key coverage of the loaded tables.")
     @fail_fast
     def key_checks(tables: list[str]) -> list[str]:
         from vehicle_etl import pipeline
@@ -151,7 +151,7 @@ def vpic_vehicle_etl() -> None:
     gate = check_release(ref)
     loaded = extract_load(ref)
     gate >> loaded
-    swapped = swap(ref, validate(build_keys(key_checks(transform(loaded)))))
+    swapped = swap(ref, validate(build_keys(transform(key_checks(loaded)))))
     swapped >> publish()
 
 

@@ -34,7 +34,7 @@ from vehicle_etl.config import (
 from vehicle_etl.errors import ConcurrentRunError, EtlError, SourceError
 from vehicle_etl.platform_db import connect, schema_exists, table_counts
 from vehicle_etl.sources import Source, open_source, url_from_airflow_connection
-from vehicle_etl.spec import DERIVED_TABLES
+from vehicle_etl.spec import DERIVED_TABLES, LOADED_TABLES
 
 log = logging.getLogger(__name__)
 
@@ -230,21 +230,26 @@ def extract_load_step(settings: Settings, run_id: str, ref: SourceRef) -> dict[s
         return report.counts
 
 
-def transform_step(settings: Settings, run_id: str) -> dict[str, int]:
-    with step(settings, run_id, "transform") as conn:
-        load.derive(conn)
-        counts = table_counts(conn, STAGING_SCHEMA, list(DERIVED_TABLES))
-        with conn.transaction():
-            history.update_run(conn, run_id, counts=counts)
-        return counts
-
-
 def key_gate_step(settings: Settings, run_id: str) -> None:
+    """Gate 1 on the loaded tables, before anything is derived from them or declared on them."""
     with step(settings, run_id, "key_checks") as conn:
-        results = quality.key_checks(conn)
+        results = quality.key_checks(conn, tables=LOADED_TABLES)
         with conn.transaction():
             history.update_run(conn, run_id, checks=[r.as_dict() for r in results])
         quality.enforce(results, "key checks")
+
+
+def transform_step(settings: Settings, run_id: str) -> dict[str, int]:
+    """Derive the dropdown and decoder tables, then check their keys like the loaded ones."""
+    with step(settings, run_id, "transform") as conn:
+        load.derive(conn)
+        counts = table_counts(conn, STAGING_SCHEMA, list(DERIVED_TABLES))
+        results = quality.key_checks(conn, tables=DERIVED_TABLES)
+        previous = (history.get_run(conn, run_id) or {}).get("checks") or []
+        with conn.transaction():
+            history.update_run(conn, run_id, counts=counts, checks=previous + [r.as_dict() for r in results])
+        quality.enforce(results, "derived key checks")
+        return counts
 
 
 def build_keys_step(settings: Settings, run_id: str) -> None:
@@ -322,7 +327,7 @@ def build_catalog(
     allow_drift: bool = False,
     run_id: str | None = None,
 ) -> dict[str, Any]:
-    """Restore → extract/load → transform → key checks → keys → validate → swap → marker."""
+    """Restore → extract/load → key checks → transform → keys → validate → swap → marker."""
     run_id = run_id or new_run_id()
     started = time.monotonic()
     validate_release(release)  # hostile arguments are rejected before any SQL or file access
@@ -331,8 +336,8 @@ def build_catalog(
         ref = source_ref(settings, source, release)
         start_run(settings, run_id, ref, trigger)
         extract_load_step(settings, run_id, ref)
-        transform_step(settings, run_id)
         key_gate_step(settings, run_id)
+        transform_step(settings, run_id)
         build_keys_step(settings, run_id)
         validate_step(settings, run_id, allow_drift=allow_drift)
         swap_step(settings, run_id, ref)

@@ -93,3 +93,6 @@ def by_source(name: str) -> TableSpec:
         if spec.source == name:
             return spec
     raise KeyError(name)
+
+# Tables the extraction fills (the key checks of gate 1 cover these, before anything is derived).
+LOADED_TABLES = tuple(t.target for t in TABLES) + (LOOKUP_TARGET,)
