@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import multiprocessing
 import time
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import psycopg
@@ -160,18 +160,54 @@ def extract_load(
     return report
 
 
-def derive(conn: psycopg.Connection, schema: str = STAGING_SCHEMA) -> dict[str, float]:
-    """Build the derived tables (include/sql/derive/*.sql) from the loaded ones."""
+# Derivations that read only loaded tables run side by side; a wave starts when the one before
+# has committed (30_dropdown_options reads decode_key and public_schema_link).
+DERIVE_WAVES: tuple[tuple[str, ...], ...] = (("10_model_year", "20_decode_support"), ("30_dropdown_options",))
+
+
+def repair(conn: psycopg.Connection, schema: str = STAGING_SCHEMA) -> None:
+    """Repairs of known, harmless source faults (include/sql/repair), before the key checks."""
+    with conn.transaction():
+        for path in sql_files("repair"):
+            run_in_schema(conn, schema, path.read_text())
+
+
+def derive(conn: psycopg.Connection, schema: str = STAGING_SCHEMA, conninfo: str | None = None) -> dict[str, float]:
+    """Build the derived tables (include/sql/derive/*.sql) from the loaded ones.
+
+    With `conninfo`, the files of a wave run concurrently on their own connections (each in its
+    own transaction): the statements are single-threaded in PostgreSQL, so this uses both cores.
+    """
     seconds: dict[str, float] = {}
     t = time.monotonic()
     _analyze(conn, schema)  # fresh COPYs have no statistics: the derivations' joins would misplan
     seconds["analyze"] = time.monotonic() - t
-    with conn.transaction():
-        for path in sql_files("derive"):
-            t = time.monotonic()
-            run_in_schema(conn, schema, path.read_text())
-            seconds[path.stem] = time.monotonic() - t
-            log.info("derived %s in %.2fs", path.stem, seconds[path.stem])
+    files = {p.stem: p for p in sql_files("derive")}
+    unplanned = set(files) - {name for wave in DERIVE_WAVES for name in wave}
+    if unplanned:
+        raise RuntimeError(f"derive files missing from load.DERIVE_WAVES: {sorted(unplanned)}")
+
+    def run(c: psycopg.Connection, name: str) -> None:
+        started = time.monotonic()
+        with c.transaction():
+            run_in_schema(c, schema, files[name].read_text())
+        seconds[name] = time.monotonic() - started
+        log.info("derived %s in %.2fs", name, seconds[name])
+
+    def run_own(name: str) -> None:
+        assert conninfo is not None
+        with psycopg.connect(conninfo, autocommit=True) as c:
+            run(c, name)
+
+    for wave in DERIVE_WAVES:
+        present = [n for n in wave if n in files]
+        if conninfo is None or len(present) < 2:
+            for name in present:
+                run(conn, name)
+            continue
+        with ThreadPoolExecutor(max_workers=len(present)) as pool:
+            for future in [pool.submit(run_own, n) for n in present]:
+                future.result()
     return seconds
 
 

@@ -231,8 +231,9 @@ def extract_load_step(settings: Settings, run_id: str, ref: SourceRef) -> dict[s
 
 
 def key_gate_step(settings: Settings, run_id: str) -> None:
-    """Gate 1 on the loaded tables, before anything is derived from them or declared on them."""
+    """Gate 1 on the loaded tables (after the documented repairs), before anything is derived."""
     with step(settings, run_id, "key_checks") as conn:
+        load.repair(conn)
         results = quality.key_checks(conn, tables=LOADED_TABLES)
         with conn.transaction():
             history.update_run(conn, run_id, checks=[r.as_dict() for r in results])
@@ -242,7 +243,7 @@ def key_gate_step(settings: Settings, run_id: str) -> None:
 def transform_step(settings: Settings, run_id: str) -> dict[str, int]:
     """Derive the dropdown and decoder tables, then check their keys like the loaded ones."""
     with step(settings, run_id, "transform") as conn:
-        load.derive(conn)
+        load.derive(conn, conninfo=platform_conninfo(settings))
         counts = table_counts(conn, STAGING_SCHEMA, list(DERIVED_TABLES))
         results = quality.key_checks(conn, tables=DERIVED_TABLES)
         previous = (history.get_run(conn, run_id) or {}).get("checks") or []
