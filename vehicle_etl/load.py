@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import logging
 import multiprocessing
+import os
+import threading
 import time
 from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import psycopg
 from psycopg import sql
@@ -118,6 +121,29 @@ def run_jobs(source: Source, conninfo: str, schema: str, jobs: list[CopyJob], ba
     return done
 
 
+def _watch_parent(parent_pid: int) -> None:
+    """Worker initializer: exit at once when the run's process is gone (killed with SIGKILL, OOM).
+    Else the orphaned worker would finish its COPY and then take the jobs still queued and COPY them
+    into the *next* run's fresh staging schema (duplicate rows; a forkserver worker's parent is the
+    forkserver, which stays up while its workers live, so PR_SET_PDEATHSIG does not help)."""
+
+    def alive() -> bool:
+        try:
+            os.kill(parent_pid, 0)
+            return Path(f"/proc/{parent_pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+        except ProcessLookupError:
+            return False
+        except OSError:  # no /proc: the signal check alone
+            return True
+
+    def watch() -> None:
+        while alive():
+            time.sleep(0.2)
+        os._exit(1)  # mid-COPY: the server aborts the worker's transaction
+
+    threading.Thread(target=watch, name="watch-parent", daemon=True).start()
+
+
 def _worker(url: str, source_schema: str | None, conninfo: str, schema: str, job: CopyJob,
             batch_rows: int) -> tuple[str, int, float]:
     """Runs in a child process: its own source engine and platform connection."""
@@ -150,7 +176,8 @@ def extract_load(
     else:
         url = (source.origin or source.engine.url).render_as_string(hide_password=False)
         ctx = multiprocessing.get_context("forkserver")  # no inherited sockets: a killed parent frees its lock
-        with ProcessPoolExecutor(max_workers=workers, mp_context=ctx) as pool:
+        with ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=_watch_parent,
+                                 initargs=(os.getpid(),)) as pool:
             futures = [pool.submit(_worker, url, source.schema, conninfo, schema, j, batch_rows) for j in jobs]
             results = [f.result() for f in futures]
     report.counts.setdefault(LOOKUP_TARGET, 0)
