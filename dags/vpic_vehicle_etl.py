@@ -6,7 +6,7 @@ from datetime import datetime, timedelta
 
 from airflow.sdk import Asset, Param, dag, get_current_context, task
 
-from vehicle_etl.airflow_adapter import fail_fast, on_task_failure, run_info
+from vehicle_etl.airflow_adapter import etl_task, on_task_failure, run_info
 
 LIVE_CATALOG = Asset(
     name="mvp_platform_vehicles_catalog",
@@ -60,7 +60,7 @@ DEFAULT_ARGS = {
 )
 def vpic_vehicle_etl() -> None:
     @task(doc_md="Find the release (restoring a backup when a backups folder is configured) and open run history.")
-    @fail_fast
+    @etl_task
     def restore() -> dict:
         from vehicle_etl import pipeline
         from vehicle_etl.config import Settings
@@ -74,7 +74,7 @@ def vpic_vehicle_etl() -> None:
         return ref.as_dict()
 
     @task.short_circuit(doc_md="Skip the rest when this release is already live and verified (unless force).")
-    @fail_fast
+    @etl_task
     def check_release(ref: dict) -> bool:
         from vehicle_etl import pipeline
         from vehicle_etl.config import Settings
@@ -87,7 +87,7 @@ def vpic_vehicle_etl() -> None:
         return True
 
     @task(doc_md="Stream every vPIC table into `vehicles_staging` with COPY; returns the table names.")
-    @fail_fast
+    @etl_task
     def extract_load(ref: dict) -> list[str]:
         from vehicle_etl import pipeline
         from vehicle_etl.config import Settings
@@ -96,7 +96,7 @@ def vpic_vehicle_etl() -> None:
         return sorted(counts)
 
     @task(doc_md="Derive the dropdown and decoder tables inside PostgreSQL; check their keys.")
-    @fail_fast
+    @etl_task
     def transform(tables: list[str]) -> list[str]:
         from vehicle_etl import pipeline
         from vehicle_etl.config import Settings
@@ -104,7 +104,7 @@ def vpic_vehicle_etl() -> None:
         return tables + sorted(pipeline.transform_step(Settings(), run_info(get_current_context())[0]))
 
     @task(doc_md="Gate 1: row counts, key uniqueness, foreign-key coverage of the loaded tables.")
-    @fail_fast
+    @etl_task
     def key_checks(tables: list[str]) -> list[str]:
         from vehicle_etl import pipeline
         from vehicle_etl.config import Settings
@@ -113,7 +113,7 @@ def vpic_vehicle_etl() -> None:
         return tables
 
     @task(doc_md="Declare keys, build indexes, install the SQL functions in staging, analyze.")
-    @fail_fast
+    @etl_task
     def build_keys(tables: list[str]) -> list[str]:
         from vehicle_etl import pipeline
         from vehicle_etl.config import Settings
@@ -122,7 +122,7 @@ def vpic_vehicle_etl() -> None:
         return tables
 
     @task(retries=0, doc_md="Gate 2: the full data-quality gate; a failure stops the run before the swap.")
-    @fail_fast
+    @etl_task
     def validate(tables: list[str]) -> list[str]:
         from vehicle_etl import pipeline
         from vehicle_etl.config import Settings
@@ -132,7 +132,7 @@ def vpic_vehicle_etl() -> None:
         return tables
 
     @task(outlets=[LIVE_CATALOG], doc_md="Atomic swap: staging becomes `vehicles`, live becomes `vehicles_previous`.")
-    @fail_fast
+    @etl_task
     def swap(ref: dict, tables: list[str]) -> None:
         from vehicle_etl import pipeline
         from vehicle_etl.config import Settings
@@ -140,7 +140,7 @@ def vpic_vehicle_etl() -> None:
         pipeline.swap_step(Settings(), run_info(get_current_context())[0], pipeline.SourceRef(**ref))
 
     @task(doc_md="Write the completion marker and invalidate the app's caches.")
-    @fail_fast
+    @etl_task
     def publish() -> str:
         from vehicle_etl import pipeline
         from vehicle_etl.config import Settings

@@ -175,3 +175,19 @@ def platform_db_dsn(settings: Settings) -> str:
     from vehicle_etl.config import platform_conninfo
 
     return platform_conninfo(settings)
+
+
+def test_a_run_whose_staging_was_replaced_cannot_promote_it(platform_db: Settings) -> None:
+    """Between two Airflow tasks another run may rebuild staging: the first run must not go on with it."""
+    ref = pipeline.source_ref(platform_db, None, "2026_02")
+    for run_id in ("run-a", "run-b"):
+        pipeline.start_run(platform_db, run_id, ref, "manual")
+        pipeline.extract_load_step(platform_db, run_id, ref)  # run-b replaces run-a's staging
+    with pytest.raises(EtlError, match="belongs to run run-b, not to this run"):
+        pipeline.key_gate_step(platform_db, "run-a")
+    with pytest.raises(EtlError, match="belongs to run run-b"):
+        pipeline.swap_step(platform_db, "run-a", ref)
+    with connect(platform_db) as conn:
+        assert not schema_exists(conn, "vehicles")
+        assert history.get_run(conn, "run-a")["status"] == "failed"
+    pipeline.key_gate_step(platform_db, "run-b")  # the owner carries on

@@ -4,7 +4,6 @@ same, run history says failed with the checks, and an alert e-mail reaches a rea
 
 from __future__ import annotations
 
-import csv
 import email
 import email.policy
 import json
@@ -249,9 +248,8 @@ def test_default_golden_resolves_the_decoder_lazily(monkeypatch: pytest.MonkeyPa
     calls: list[tuple[list[str], str]] = []
     fake = types.ModuleType("vehicle_etl.decode")
 
-    def golden_accuracy(conn: Any, csv_path: str, schema: str) -> Any:
-        with open(csv_path, newline="") as fh:
-            calls.append(([r["vin"] for r in csv.DictReader(fh)], schema))
+    def golden_accuracy(conn: Any, rows: list[dict[str, str]], schema: str) -> Any:
+        calls.append(([r["vin"] for r in rows], schema))
         return SimpleNamespace(min_rate=0.9, summary=lambda: "fake")
 
     fake.golden_accuracy = golden_accuracy  # type: ignore[attr-defined]

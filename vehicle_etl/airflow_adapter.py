@@ -16,19 +16,26 @@ log = logging.getLogger(__name__)
 F = TypeVar("F", bound=Callable[..., Any])
 
 
-def fail_fast(fn: F) -> F:
-    """Bad input and failed quality gates are not retried: retrying cannot fix them.
+def etl_task(fn: F) -> F:
+    """Wrap a task body: hold the pipeline lock for the step, and do not retry what cannot change.
 
-    Transient errors (a concurrent run, an unreachable or timed-out server) and anything unexpected
-    (a dropped connection, a full disk) take the task's normal retries.
+    The advisory lock (pipeline.run_lock) makes a CLI build or a second DAG run fail fast instead
+    of interleaving with this run's steps. Bad input and failed quality gates fail the task for
+    good (AirflowFailException); transient errors (a concurrent run, an unreachable or timed-out
+    server) and anything unexpected (a dropped connection, a full disk) take the normal retries.
     """
 
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
+        from airflow.sdk import get_current_context
         from airflow.sdk.exceptions import AirflowFailException
 
+        from vehicle_etl.config import Settings
+        from vehicle_etl.pipeline import run_lock
+
         try:
-            return fn(*args, **kwargs)
+            with run_lock(Settings(), run_info(get_current_context())[0]):
+                return fn(*args, **kwargs)
         except TransientError:
             raise
         except EtlError as exc:

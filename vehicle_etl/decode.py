@@ -105,12 +105,12 @@ class AccuracyReport:
 
 def golden_accuracy(
     conn: psycopg.Connection,
-    csv_path: Path | str,
+    csv_path: Path | str | Iterable[dict[str, str]],
     schema: str = LIVE_SCHEMA,
     fields: Iterable[str] = ("make", "model", "model_year"),
     examples: int = 10,
 ) -> AccuracyReport:
-    """Decode every VIN of a golden CSV with `schema` and compare the named fields.
+    """Decode every VIN of a golden CSV (a path, or its rows) with `schema` and compare the named fields.
 
     Works on the staging schema after build_keys (the quality gate's use) as on live.
     """
@@ -118,7 +118,7 @@ def golden_accuracy(
     unknown = [n for n in names if n not in FIELD_CODES]
     if unknown:
         raise ValueError(f"unknown golden fields {unknown}; known: {sorted(FIELD_CODES)}")
-    rows = load_golden(csv_path)
+    rows = load_golden(csv_path) if isinstance(csv_path, str | Path) else list(csv_path)
     results = decode(conn, [r["vin"] for r in rows], schema=schema)
     report = AccuracyReport(vins=len(rows), fields={n: FieldAgreement() for n in names},
                             disagreements={n: [] for n in names})

@@ -129,6 +129,7 @@ def run_suite(
     import great_expectations.expectations as gxe
 
     imported = time.monotonic()
+    import sqlalchemy.pool
     from great_expectations.data_context.types.base import ProgressBarsConfig
 
     url, connect_args = _sqlalchemy_url(conn)
@@ -138,8 +139,11 @@ def run_suite(
         # The generic SQL datasource is deliberate (it takes the password in connect_args): GX's
         # advice to use the Postgres one would only be noise in the task log.
         warnings.simplefilter("ignore")
+        # NullPool: GX's engines (the datasource's and its execution engine's) keep no idle
+        # connection open after the suite.
         source = context.data_sources.add_sql(
-            name="platform", connection_string=url, kwargs={"connect_args": connect_args},
+            name="platform", connection_string=url,
+            kwargs={"connect_args": connect_args, "poolclass": sqlalchemy.pool.NullPool},
         )
     selected = [r for r in rules(current_year) if only is None or r.name in only]
     by_table: dict[str, list[Rule]] = {}

@@ -67,7 +67,7 @@ ABANDONED = ("abandoned: the process running it stopped without recording an out
              "marked failed by the next run that took the pipeline lock")
 
 
-def fail_abandoned(conn: psycopg.Connection) -> list[str]:
+def fail_abandoned(conn: psycopg.Connection, keep: str | None = None) -> list[str]:
     """Mark rows still 'running' as failed. Call only with the pipeline lock held: then no run that
     holds the lock is alive, so a 'running' row belongs to a process that died (SIGKILL, OOM, a lost
     machine) and could not record its own failure. Returns the run ids it marked."""
@@ -76,8 +76,8 @@ def fail_abandoned(conn: psycopg.Connection) -> list[str]:
     with conn.transaction():
         rows = conn.execute(
             "UPDATE etl.run_history SET status = 'failed', finished_at = now(), "
-            "error = coalesce(error || '; ', '') || %s WHERE status = 'running' RETURNING run_id",
-            (ABANDONED,)).fetchall()
+            "error = coalesce(error || '; ', '') || %s WHERE status = 'running' AND run_id IS DISTINCT FROM %s "
+            "RETURNING run_id", (ABANDONED, keep)).fetchall()
     for (run_id,) in rows:
         log.warning("run %s was left 'running' by a process that died; marked failed", run_id)
     return [r[0] for r in rows]

@@ -31,12 +31,25 @@ class LoadReport:
     missing_lookups: list[str] = field(default_factory=list)
 
 
-def prepare_staging(conn: psycopg.Connection, schema: str = STAGING_SCHEMA) -> None:
-    """Drop any leftover staging (a failed or inspected earlier run) and create the empty tables."""
+def prepare_staging(conn: psycopg.Connection, schema: str = STAGING_SCHEMA, owner: str | None = None) -> None:
+    """Drop any leftover staging (a failed or inspected earlier run) and create the empty tables.
+
+    `owner` (the run id) is written as the schema's comment: the later steps of that run check it,
+    so a run whose staging another run replaced between two Airflow tasks fails instead of
+    promoting someone else's data.
+    """
     with conn.transaction():
         conn.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(schema)))
         conn.execute(sql.SQL("CREATE SCHEMA {}").format(sql.Identifier(schema)))
+        if owner is not None:
+            conn.execute(sql.SQL("COMMENT ON SCHEMA {} IS {}").format(sql.Identifier(schema), sql.Literal(owner)))
         run_in_schema(conn, schema, sql_file("schema/tables.sql"))
+
+
+def staging_owner(conn: psycopg.Connection, schema: str = STAGING_SCHEMA) -> str | None:
+    row = conn.execute("SELECT obj_description(oid, 'pg_namespace') FROM pg_namespace WHERE nspname = %s",
+                       (schema,)).fetchone()
+    return row[0] if row else None
 
 
 def copy_rows(

@@ -155,8 +155,12 @@ def open_ref(settings: Settings, ref: SourceRef) -> Source:
 
 # -- run bookkeeping ---------------------------------------------------------------------------
 @contextlib.contextmanager
-def run_lock(settings: Settings) -> Iterator[None]:
-    """One pipeline at a time per platform database (a session advisory lock, released on exit)."""
+def run_lock(settings: Settings, run_id: str | None = None) -> Iterator[None]:
+    """One pipeline at a time per platform database (a session advisory lock, released on exit).
+
+    The CLI holds it for a whole build; each Airflow task holds it for its step (`run_id` is then
+    the DAG run's, whose own 'running' row is of course not abandoned).
+    """
     with connect(settings, autocommit=True) as conn:
         got = conn.execute("SELECT pg_try_advisory_lock(%s)", (LOCK_KEY,)).fetchone()[0]  # type: ignore[index]
         if not got:
@@ -168,7 +172,7 @@ def run_lock(settings: Settings) -> Iterator[None]:
             raise ConcurrentRunError(
                 f"another vehicle ETL run is in progress on this platform database{who}; "
                 "wait for it to finish (vehicle-etl status) and try again")
-        history.fail_abandoned(conn)  # with the lock held, a 'running' row is a run that died
+        history.fail_abandoned(conn, keep=run_id)  # with the lock held, a 'running' row is a run that died
         try:
             yield
         finally:
@@ -183,10 +187,23 @@ def step(settings: Settings, run_id: str, name: str) -> Iterator[psycopg.Connect
         with conn.transaction():  # a retried task resumes a run an earlier attempt marked failed
             history.update_run(conn, run_id, status="running", error=None)
         try:
+            if name != "extract_load":  # every later step works on the staging this run made
+                owner = load.staging_owner(conn)
+                if owner != run_id:
+                    raise EtlError(f"the staging schema belongs to {'run ' + owner if owner else 'no run'}, "
+                                   f"not to this run ({run_id}): another run replaced it. Live was not "
+                                   "changed; start this run again.")
             yield conn
         except BaseException as exc:
-            conn.rollback()
-            _record_failure(conn, run_id, name, exc)
+            if conn.broken:  # the step's own connection died (killed backend, server restart)
+                try:
+                    with connect(settings) as fresh:
+                        _record_failure(fresh, run_id, name, exc)
+                except Exception:
+                    log.exception("could not record the failure of run %s in run history", run_id)
+            else:
+                conn.rollback()
+                _record_failure(conn, run_id, name, exc)
             raise
         else:
             with conn.transaction():
@@ -221,7 +238,7 @@ def extract_load_step(settings: Settings, run_id: str, ref: SourceRef) -> dict[s
     with step(settings, run_id, "extract_load") as conn:
         source = open_ref(settings, ref)
         try:
-            load.prepare_staging(conn)
+            load.prepare_staging(conn, owner=run_id)
             report = load.extract_load(source, platform_conninfo(settings), settings.batch_rows, settings.workers)
         finally:
             source.engine.dispose()
@@ -333,7 +350,7 @@ def build_catalog(
     started = time.monotonic()
     validate_release(release)  # hostile arguments are rejected before any SQL or file access
     validate_source(source)
-    with run_lock(settings):
+    with run_lock(settings, run_id):
         ref = source_ref(settings, source, release)
         start_run(settings, run_id, ref, trigger)
         extract_load_step(settings, run_id, ref)

@@ -18,7 +18,6 @@ import importlib
 import logging
 import math
 import os
-import tempfile
 import threading
 import time
 from collections.abc import Callable, Collection
@@ -287,18 +286,11 @@ def default_golden() -> GoldenHook | None:
         wmis = {r[0] for r in conn.execute(
             sql.SQL("SELECT wmi FROM {}.wmi").format(sql.Identifier(schema)))}
         with csv_path.open(newline="") as fh:
-            reader = csv.DictReader(fh)
-            rows = [r for r in reader if _wmi_of(r["vin"]) in wmis]
-            fields = reader.fieldnames or []
+            rows = [r for r in csv.DictReader(fh) if _wmi_of(r["vin"]) in wmis]
         if not rows:
             log.warning("golden VINs: none of %s has a WMI in %s; nothing to compare", csv_path, schema)
             return 1.0, threshold
-        with tempfile.NamedTemporaryFile("w", suffix=".csv", newline="") as tmp:
-            writer = csv.DictWriter(tmp, fieldnames=fields)
-            writer.writeheader()
-            writer.writerows(rows)
-            tmp.flush()
-            report = accuracy(conn, tmp.name, schema=schema)
+        report = accuracy(conn, rows, schema=schema)
         log.info("golden VINs on %s: %s", schema, report.summary())
         return report.min_rate, threshold
 

@@ -36,7 +36,7 @@ class Source:
     @property
     def description(self) -> str:
         """The URL with any password hidden: safe for logs, markers and run history."""
-        return self.engine.url.render_as_string(hide_password=True)
+        return (self.origin or self.engine.url).render_as_string(hide_password=True)
 
     def name(self, vpic_name: str) -> str:
         return vpic_name.lower() if self.flavor == "postgresql" else vpic_name
