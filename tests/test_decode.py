@@ -24,7 +24,8 @@ def build_catalog(dbname: str, source_url: str) -> None:
     with psycopg.connect(dsn(dbname), autocommit=True) as conn:
         load.prepare_staging(conn)
         load.extract_load(open_source(source_url), dsn(dbname), 20000)
-        load.derive(conn)
+        load.repair(conn)
+        load.derive(conn, conninfo=dsn(dbname))
         load.build_keys(conn)
         swap.promote(conn)
 
@@ -224,6 +225,7 @@ def test_decode_works_in_staging_after_build_keys(sample_url: str) -> None:
         with psycopg.connect(dsn(name), autocommit=True) as conn:
             load.prepare_staging(conn)
             load.extract_load(open_source(sample_url), dsn(name), 20000)
+            load.repair(conn)
             load.derive(conn)
             load.build_keys(conn)
             res = dec.decode(conn, [VIN], schema="vehicles_staging")[0]
