@@ -4,6 +4,8 @@
 -- public are left out, as NHTSA's public decoder leaves them out. Open-ended ranges stop at next
 -- year, and every year is kept within 1980 .. current year + 2.
 
+SET LOCAL work_mem = '256MB';  -- the DISTINCTs below spill to disk at the default 4 MB
+
 -- The public year ranges of each schema (also what the trim/engine/transmission options use).
 CREATE TABLE public_schema_link AS
 SELECT DISTINCT ws.vin_schema_id,

@@ -74,8 +74,8 @@ FROM (SELECT tok, pg_temp.vpic_class_chars(trim(trailing ']' FROM substr(tok, 2)
 -- One key: the LIKE prefix pattern (a class is '_' there and confirmed by the regex), the
 -- anchored regex (only for keys with a class), the characters each position admits in NHTSA's
 -- strict sense (fValidCharsInKey: '*' admits none, '#' the digits; behind error codes 2-5 and
--- 14) and as bitmasks (masks, positions 1-14), and in the loose sense ('*' admits every
--- character; the dropdowns' compatibility test).
+-- 14) and as bitmasks (masks, positions 1-14; 0 = the position constrains nothing, as '*'
+-- or '|'; the dropdowns' compatibility test reads them that way).
 CREATE TABLE decode_key AS
 SELECT t.keys,
        string_agg(CASE WHEN c.tok IS NOT NULL OR t.tok = '*' THEN '_'
@@ -90,10 +90,6 @@ SELECT t.keys,
                       WHEN t.tok = '*' THEN ''
                       WHEN t.tok = '#' THEN '0123456789'
                       ELSE t.tok END ORDER BY t.ord) AS pos_chars,
-       array_agg(CASE WHEN c.tok IS NOT NULL THEN c.chars
-                      WHEN t.tok = '*' THEN '0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ|'
-                      WHEN t.tok = '#' THEN '0123456789'
-                      ELSE t.tok END ORDER BY t.ord) AS pos_sets,
        array_agg(CASE WHEN c.tok IS NOT NULL THEN c.mask
                       WHEN t.tok = '#' THEN 1023
                       WHEN strpos('0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ', t.tok) > 0
@@ -110,9 +106,6 @@ SELECT k.keys,
        NULL,
        string_to_array(left(replace(replace(regexp_replace(k.keys, '(.)', E'\\1\x01', 'g'),
                                             E'*\x01', E'\x01'), E'#\x01', E'0123456789\x01'), -1), E'\x01'),
-       string_to_array(left(replace(replace(regexp_replace(k.keys, '(.)', E'\\1\x01', 'g'),
-                                            E'*\x01', E'0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ|\x01'),
-                                    E'#\x01', E'0123456789\x01'), -1), E'\x01'),
        ARRAY(SELECT CASE WHEN c = '#' THEN 1023
                          WHEN c <> '' AND strpos('0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ', c) > 0
                              THEN 1::bigint << (strpos('0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ', c) - 1)

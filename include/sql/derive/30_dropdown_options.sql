@@ -10,36 +10,19 @@
 
 SET LOCAL work_mem = '256MB';
 
--- Each position of a key as a bitmask over the 37 characters a key position can admit
--- (0-9, A-Z, and the '|' separator). Few distinct position sets exist (~6k), so each is
--- converted once.
-CREATE TEMP TABLE dd_set_mask ON COMMIT DROP AS
-SELECT s.chars, coalesce(sum(DISTINCT 1::bigint << (strpos('0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ|', c) - 1))
-                         FILTER (WHERE strpos('0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ|', c) > 0), 0)::bigint AS mask
-FROM (SELECT DISTINCT u.chars FROM decode_key k CROSS JOIN LATERAL unnest(k.pos_sets) AS u(chars)) s
-CROSS JOIN LATERAL regexp_split_to_table(s.chars, '') AS c
-GROUP BY s.chars;
-
-CREATE TEMP TABLE dd_key_mask ON COMMIT DROP AS
-SELECT k.keys, array_agg(coalesce(m.mask, 0) ORDER BY u.ord) AS m
-FROM decode_key k
-CROSS JOIN LATERAL unnest(k.pos_sets) WITH ORDINALITY AS u(chars, ord)
-LEFT JOIN dd_set_mask m ON m.chars = u.chars
-GROUP BY k.keys;
-
 -- Model patterns (only of schemas some public link uses) with their make and key masks.
 CREATE TEMP TABLE dd_model ON COMMIT DROP AS
-SELECT DISTINCT p.vin_schema_id, mm.make_id, mm.model_id, km.m
+SELECT DISTINCT p.vin_schema_id, mm.make_id, mm.model_id, k.masks AS m
 FROM pattern p
 JOIN make_model mm ON mm.model_id = CASE WHEN p.attribute_id ~ '^[0-9]{1,9}$' THEN p.attribute_id::int END
-JOIN dd_key_mask km ON km.keys = upper(p.keys)
+JOIN decode_key k ON k.keys = upper(p.keys)
 WHERE p.element_id = 28
   AND p.vin_schema_id IN (SELECT vin_schema_id FROM public_schema_link);
 ANALYZE dd_model;
 
 -- Option patterns grouped by (schema, key): the attributes one key sets together.
 CREATE TEMP TABLE dd_group ON COMMIT DROP AS
-SELECT g.*, km.m
+SELECT g.*, k.masks AS m
 FROM (
     SELECT p.vin_schema_id, upper(p.keys) AS keys,
            max(p.attribute_id) FILTER (WHERE p.element_id = 38) AS trim_name,
@@ -58,24 +41,32 @@ FROM (
       AND p.vin_schema_id IN (SELECT vin_schema_id FROM dd_model)
     GROUP BY p.vin_schema_id, upper(p.keys)
 ) g
-JOIN dd_key_mask km ON km.keys = g.keys;
+JOIN decode_key k ON k.keys = g.keys;
 ANALYZE dd_group;
 
--- Compatible (model, option group) pairs of one schema. The test is unrolled over the 14 key
--- positions (5 before the '|', 8 after, and the '|'): a position past either key's end admits
--- anything (NULL & x is NULL, coalesced to true). Plain expressions, no per-pair function call.
+-- Compatible (model, option group) pairs of one schema: at every one of the 14 key positions
+-- (decode_key.masks: one bit per character a position admits, 0 = no constraint, as for '*' and
+-- '|') the two keys admit a common character. Unrolled plain expressions, no per-pair function
+-- call; a position past either key's end is NULL and admits anything.
 CREATE TEMP TABLE dd_pair ON COMMIT DROP AS
 SELECT m.vin_schema_id, m.make_id, m.model_id, g.trim_name, g.displacement_l, g.cylinders, g.engine_model,
        g.fuel_type, g.transmission_style, g.transmission_speeds
 FROM dd_model m
 JOIN dd_group g ON g.vin_schema_id = m.vin_schema_id
-WHERE coalesce(m.m[1] & g.m[1], 1) <> 0 AND coalesce(m.m[2] & g.m[2], 1) <> 0
-  AND coalesce(m.m[3] & g.m[3], 1) <> 0 AND coalesce(m.m[4] & g.m[4], 1) <> 0
-  AND coalesce(m.m[5] & g.m[5], 1) <> 0 AND coalesce(m.m[6] & g.m[6], 1) <> 0
-  AND coalesce(m.m[7] & g.m[7], 1) <> 0 AND coalesce(m.m[8] & g.m[8], 1) <> 0
-  AND coalesce(m.m[9] & g.m[9], 1) <> 0 AND coalesce(m.m[10] & g.m[10], 1) <> 0
-  AND coalesce(m.m[11] & g.m[11], 1) <> 0 AND coalesce(m.m[12] & g.m[12], 1) <> 0
-  AND coalesce(m.m[13] & g.m[13], 1) <> 0 AND coalesce(m.m[14] & g.m[14], 1) <> 0;
+WHERE coalesce(m.m[1] = 0 OR g.m[1] = 0 OR m.m[1] & g.m[1] <> 0, true)
+  AND coalesce(m.m[2] = 0 OR g.m[2] = 0 OR m.m[2] & g.m[2] <> 0, true)
+  AND coalesce(m.m[3] = 0 OR g.m[3] = 0 OR m.m[3] & g.m[3] <> 0, true)
+  AND coalesce(m.m[4] = 0 OR g.m[4] = 0 OR m.m[4] & g.m[4] <> 0, true)
+  AND coalesce(m.m[5] = 0 OR g.m[5] = 0 OR m.m[5] & g.m[5] <> 0, true)
+  AND coalesce(m.m[6] = 0 OR g.m[6] = 0 OR m.m[6] & g.m[6] <> 0, true)
+  AND coalesce(m.m[7] = 0 OR g.m[7] = 0 OR m.m[7] & g.m[7] <> 0, true)
+  AND coalesce(m.m[8] = 0 OR g.m[8] = 0 OR m.m[8] & g.m[8] <> 0, true)
+  AND coalesce(m.m[9] = 0 OR g.m[9] = 0 OR m.m[9] & g.m[9] <> 0, true)
+  AND coalesce(m.m[10] = 0 OR g.m[10] = 0 OR m.m[10] & g.m[10] <> 0, true)
+  AND coalesce(m.m[11] = 0 OR g.m[11] = 0 OR m.m[11] & g.m[11] <> 0, true)
+  AND coalesce(m.m[12] = 0 OR g.m[12] = 0 OR m.m[12] & g.m[12] <> 0, true)
+  AND coalesce(m.m[13] = 0 OR g.m[13] = 0 OR m.m[13] & g.m[13] <> 0, true)
+  AND coalesce(m.m[14] = 0 OR g.m[14] = 0 OR m.m[14] & g.m[14] <> 0, true);
 
 CREATE TABLE model_trim_option AS
 SELECT DISTINCT make_id, model_id, vin_schema_id, trim_name
@@ -104,11 +95,14 @@ CREATE INDEX model_transmission_option_idx ON model_transmission_option (model_i
 -- MPV 7, low-speed vehicle 9). Without it a year lists ~9,000 makes, ~7,000 of them trailer
 -- builders, which no dropdown can show; dropdown_makes offers them on request.
 CREATE TABLE dropdown_make AS
-SELECT y.model_year, y.make_id, upper(m.make_name) AS make_name,
-       EXISTS (SELECT 1 FROM wmi_make wm JOIN wmi w ON w.wmi_id = wm.wmi_id
-               WHERE wm.make_id = y.make_id AND w.vehicle_type_id IN (1, 2, 3, 5, 7, 9)) AS road
+WITH road_make AS (
+    SELECT DISTINCT wm.make_id FROM wmi_make wm JOIN wmi w ON w.wmi_id = wm.wmi_id
+    WHERE w.vehicle_type_id IN (1, 2, 3, 5, 7, 9)
+)
+SELECT y.model_year, y.make_id, upper(m.make_name) AS make_name, r.make_id IS NOT NULL AS road
 FROM (SELECT DISTINCT model_year, make_id FROM model_year
       UNION ALL
       SELECT DISTINCT 0, make_id FROM model_year) y
-JOIN make m ON m.make_id = y.make_id;
+JOIN make m ON m.make_id = y.make_id
+LEFT JOIN road_make r ON r.make_id = y.make_id;
 CREATE INDEX dropdown_make_idx ON dropdown_make (model_year, road, make_name) INCLUDE (make_id);
