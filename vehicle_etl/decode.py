@@ -140,9 +140,15 @@ def golden_accuracy(
 
 
 def ensure_reader_role(conn: psycopg.Connection, schema: str = LIVE_SCHEMA) -> None:
-    """Create/refresh the app's read-only role and its grants (include/sql/roles.sql); idempotent."""
+    """Create/refresh the app's read-only role and its grants (include/sql/roles.sql); idempotent.
+
+    The function grants live in one place, functions/90_grants.sql; they are re-applied here
+    when the live functions exist (e.g. the role was dropped and made again).
+    """
     with conn.transaction():
         run_in_schema(conn, schema, sql_file("roles.sql"))
+        if conn.execute("SELECT to_regprocedure(%s)", (f"{schema}.decode_vin(text,integer)",)).fetchone()[0]:
+            run_in_schema(conn, schema, sql_file("functions/90_grants.sql"))
 
 
 SUMMARY_KEYS = ("Make", "Model", "ModelYear", "Trim", "Series", "BodyClass", "VehicleType",

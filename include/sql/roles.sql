@@ -36,18 +36,6 @@ BEGIN
         -- Tables the ETL user creates later in the live schema are readable too (the usual path,
         -- tables moved in from staging, is covered by the loader's grant on staging tables).
         EXECUTE 'ALTER DEFAULT PRIVILEGES IN SCHEMA {{schema}} GRANT SELECT ON TABLES TO mvp_platform_reader';
-        -- Functions: see functions/90_grants.sql, which runs whenever the functions are installed.
-        IF to_regprocedure('{{schema}}.decode_vin(text,integer)') IS NOT NULL THEN
-            EXECUTE 'REVOKE EXECUTE ON ALL FUNCTIONS IN SCHEMA {{schema}} FROM PUBLIC, mvp_platform_reader';
-            EXECUTE 'GRANT EXECUTE ON FUNCTION
-                {{schema}}.decode_vin(text, integer), {{schema}}.decode_vins(text[]),
-                {{schema}}.dropdown_makes(integer, boolean), {{schema}}.dropdown_models(integer, integer),
-                {{schema}}.dropdown_trims(integer, integer, integer),
-                {{schema}}.dropdown_engines(integer, integer, integer),
-                {{schema}}.dropdown_transmissions(integer, integer, integer),
-                {{schema}}.decode_vin_pass(text, text, integer, boolean, boolean, integer),
-                {{schema}}.vin_check_digit(text, boolean), {{schema}}.vin_model_year(text, boolean)
-                TO mvp_platform_reader';
-        END IF;
+        -- Functions: functions/90_grants.sql, run after it (and whenever the functions are installed).
     END IF;
 END $$;
