@@ -225,3 +225,6 @@ SELECT jsonb_object_agg(code, '') || jsonb_build_object(
            'ErrorCode', '', 'ErrorText', '', 'SuggestedVIN', '', 'PossibleValues', '',
            'AdditionalErrorText', '', 'VehicleDescriptor', '') AS doc
 FROM decode_element WHERE output AND code IS NOT NULL;
+
+-- 30_dropdown_options joins decode_key in the next wave: give the planner its statistics.
+ANALYZE decode_key;
