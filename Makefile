@@ -33,8 +33,8 @@ airflow-db: $(AIRFLOW_HOME)/airflow.db
 
 # The ETL once, end to end, through Airflow (airflow dags test), on the embedded defaults.
 run: install airflow-db
-	$(BIN)/airflow dags test vpic_vehicle_etl
-	@$(BIN)/vehicle-etl summary
+	@# The summary is printed either way: on a failed run it shows the step and the error.
+	$(BIN)/airflow dags test vpic_vehicle_etl; rc=$$?; $(BIN)/vehicle-etl summary; exit $$rc
 
 test: install airflow-db
 	$(BIN)/ruff check .

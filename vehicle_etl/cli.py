@@ -47,7 +47,10 @@ def summary_text(summary: dict[str, Any]) -> str:
         f"  source    {summary.get('source')}",
         f"  rows      {main}",
         f"  duration  {summary.get('seconds')}s",
-        f"  live      schema vehicles (previous: vehicles_previous), marker {summary.get('marker')}",
+        f"  live      schema vehicles (previous: vehicles_previous), marker {summary.get('marker')}"
+        if summary["status"] != "failed" else
+        "  live      unchanged (schema vehicles); this run's staging is kept as vehicles_staging "
+        "(vehicle-etl cleanup drops it)",
     ])
 
 

@@ -419,5 +419,7 @@ def enforce(results: list[CheckResult], stage: str) -> None:
         names = ", ".join(f"{r.name} (observed {r.observed}, threshold {r.threshold})" for r in failed[:5])
         if len(failed) > 5:
             names += f" and {len(failed) - 5} more"
+        hint = (" If the release is meant to be smaller, run again with the allow_drift Param "
+                "(CLI: --allow-drift)." if any(r.name.startswith("drift_") for r in failed) else "")
         raise QualityGateError(f"quality gate failed at {stage}: {names}. Live was not changed; "
-                               "staging is kept for inspection.")
+                               f"staging is kept for inspection.{hint}")
