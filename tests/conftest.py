@@ -78,6 +78,32 @@ def platform_db(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Set
         drop_database(name)
 
 
+def build_catalog(dbname: str, source_url: str) -> None:
+    """Load, derive, key and promote a vPIC source into `dbname` (the pipeline's steps, no gate)."""
+    from vehicle_etl import load, swap
+    from vehicle_etl.sources import open_source
+
+    with psycopg.connect(dsn(dbname), autocommit=True) as conn:
+        load.prepare_staging(conn)
+        load.extract_load(open_source(source_url), dsn(dbname), 20000)
+        load.repair(conn)
+        load.derive(conn, conninfo=dsn(dbname))
+        load.build_keys(conn)
+        swap.promote(conn)
+
+
+@pytest.fixture(scope="session")
+def sample_catalog(sample_url: str) -> Iterator[psycopg.Connection]:
+    """One live catalog built from the sample, shared by the read-only decoder and dropdown tests."""
+    name = create_database("vetl_catalog")
+    try:
+        build_catalog(name, sample_url)
+        with psycopg.connect(dsn(name), autocommit=True) as conn:
+            yield conn
+    finally:
+        drop_database(name)
+
+
 @pytest.fixture(scope="session")
 def sample_url() -> str:
     assert SAMPLE_DB.is_file(), f"the shipped sample {SAMPLE_DB} is missing (scripts/build_sample.py makes it)"

@@ -3,15 +3,14 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
 from pathlib import Path
 
 import psycopg
 import pytest
-from conftest import SHARED, create_database, drop_database, dsn
+from conftest import SHARED, build_catalog, create_database, drop_database, dsn
 
 from vehicle_etl import decode as dec
-from vehicle_etl import load, swap
+from vehicle_etl import load
 from vehicle_etl.config import PROJECT_ROOT
 from vehicle_etl.sources import open_source
 
@@ -19,26 +18,9 @@ GOLDEN_SAMPLE = PROJECT_ROOT / "tests" / "golden_sample.csv"
 DEV_VINS = SHARED / "data" / "vin_ground_truth" / "dev_vins.csv"
 
 
-def build_catalog(dbname: str, source_url: str) -> None:
-    """Load, derive, key and promote a vPIC source into `dbname` (the pipeline's steps, no gate)."""
-    with psycopg.connect(dsn(dbname), autocommit=True) as conn:
-        load.prepare_staging(conn)
-        load.extract_load(open_source(source_url), dsn(dbname), 20000)
-        load.repair(conn)
-        load.derive(conn, conninfo=dsn(dbname))
-        load.build_keys(conn)
-        swap.promote(conn)
-
-
 @pytest.fixture(scope="module")
-def sample_db(sample_url: str) -> Iterator[psycopg.Connection]:
-    name = create_database("vetl_decode")
-    try:
-        build_catalog(name, sample_url)
-        with psycopg.connect(dsn(name), autocommit=True) as conn:
-            yield conn
-    finally:
-        drop_database(name)
+def sample_db(sample_catalog: psycopg.Connection) -> psycopg.Connection:
+    return sample_catalog
 
 
 def d(conn: psycopg.Connection, vin: str | None, year: int | None = None) -> dict[str, str]:

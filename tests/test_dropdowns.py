@@ -2,23 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import psycopg
 import pytest
-from conftest import create_database, drop_database, dsn
-from test_decode import build_catalog
 
 
 @pytest.fixture(scope="module")
-def cat(sample_url: str) -> Iterator[psycopg.Connection]:
-    name = create_database("vetl_dropdowns")
-    try:
-        build_catalog(name, sample_url)
-        with psycopg.connect(dsn(name), autocommit=True) as conn:
-            yield conn
-    finally:
-        drop_database(name)
+def cat(sample_catalog: psycopg.Connection) -> psycopg.Connection:
+    return sample_catalog
 
 
 def columns(conn: psycopg.Connection, call: str) -> list[str]:

@@ -6,8 +6,8 @@ from collections.abc import Iterator
 
 import psycopg
 import pytest
-from conftest import create_database, drop_database, dsn
-from test_decode import VIN, build_catalog
+from conftest import build_catalog, create_database, drop_database, dsn
+from test_decode import VIN
 
 from vehicle_etl.decode import ensure_reader_role
 

@@ -11,25 +11,11 @@ import pytest
 from conftest import full_snapshot
 
 from vehicle_etl.config import PROJECT_ROOT, SAMPLE_DB
+from vehicle_etl.spec import TABLES
 
 MAX_BYTES = 5_000_000
 GOLDEN_SAMPLE = PROJECT_ROOT / "tests" / "golden_sample.csv"
-REQUIRED_TABLES = (
-    "Make",
-    "Model",
-    "Make_Model",
-    "Manufacturer",
-    "Manufacturer_Make",
-    "Wmi",
-    "Wmi_Make",
-    "Wmi_VinSchema",
-    "VinSchema",
-    "Pattern",
-    "Element",
-    "EngineModel",
-    "EngineModelPattern",
-    "Conversion",
-)
+REQUIRED_TABLES = tuple(t.source for t in TABLES)  # every table the ETL reads
 
 
 def _open_ro(path: Path) -> sqlite3.Connection:

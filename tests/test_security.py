@@ -23,9 +23,9 @@ from pathlib import Path
 
 import psycopg
 import pytest
-from conftest import TEST_PG, create_database, drop_database, dsn, settings_for
+from conftest import TEST_PG, build_catalog, create_database, drop_database, dsn, settings_for
 from psycopg import sql
-from test_decode import VIN, build_catalog
+from test_decode import VIN
 
 from vehicle_etl import cli, history, pipeline
 from vehicle_etl.config import PROJECT_ROOT, SAMPLE_DB, Settings
