@@ -109,9 +109,7 @@ def source_ref(settings: Settings, source: str | None, release: str | None) -> S
     if validate_source(source):
         if source.startswith("conn:"):
             return SourceRef(source, release)
-        url = make_url(source)
-        found = RELEASE_IN_NAME.search(url.database or "")
-        return SourceRef(source, release or (found.group(1) if found else None))
+        return SourceRef(source, release or _release_in_name(make_url(source).database))
     if settings.backups_dir is not None:
         from vehicle_etl import download, restore
 
@@ -126,13 +124,18 @@ def source_ref(settings: Settings, source: str | None, release: str | None) -> S
     if settings.source_conn_id:
         return SourceRef(f"conn:{settings.source_conn_id}", release)
     if settings.source_url:
-        found = RELEASE_IN_NAME.search(settings.source_url)
-        return SourceRef("env", release or (found.group(1) if found else None))
+        return SourceRef("env", release or _release_in_name(settings.source_url))
     return SourceRef(f"sqlite:///{SAMPLE_DB}", release or SAMPLE_RELEASE)
 
 
 def _strip_password(url: str) -> str:
     return make_url(url).render_as_string(hide_password=True).replace(":***@", "@")
+
+
+def _release_in_name(name: str | None) -> str | None:
+    """YYYY_MM from a NHTSA file name such as vPICList_lite_2026_02.db."""
+    found = RELEASE_IN_NAME.search(name or "")
+    return found.group(1) if found else None
 
 
 def open_ref(settings: Settings, ref: SourceRef) -> Source:
