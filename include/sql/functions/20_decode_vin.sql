@@ -563,7 +563,7 @@ BEGIN
                dw.single_make_id, dw.single_make_name
         FROM pass s LEFT JOIN {{schema}}.decode_wmi dw ON dw.wmi = s.wmi
     ), links AS (
-        SELECT s.pid, s.v_keys, ws.vin_schema_id, ws.year_from
+        SELECT s.pid, s.v_keys, ws.vin_schema_id, ws.year_from, s.my IS NOT NULL AS my_known
         FROM ps s JOIN {{schema}}.wmi_vin_schema ws ON ws.wmi_id = s.public_wmi_id
         WHERE s.my IS NULL OR s.my BETWEEN ws.year_from AND coalesce(ws.year_to, 2999)
     ), cand AS (
@@ -676,31 +676,37 @@ BEGIN
                min(i.attribute_id) FILTER (WHERE i.element_id = 26) AS make_attr
         FROM items i GROUP BY i.pid
     ), pinned AS (
-        -- code 14: positions 4-8 and 11 that some winning key pins to the VIN's character
-        SELECT i.pid, array_agg(DISTINCT q.pos) AS pos
+        -- code 14: positions 4-8 and 11 that some winning key pins to the VIN's character, as
+        -- bits (bit n = VIN position n); one expression per item, no row per position
+        SELECT i.pid,
+               bit_or(CASE WHEN strpos(dk.pos_chars[1], substr(s.v, 4, 1)) > 0 THEN 16 ELSE 0 END
+                    | CASE WHEN strpos(dk.pos_chars[2], substr(s.v, 5, 1)) > 0 THEN 32 ELSE 0 END
+                    | CASE WHEN strpos(dk.pos_chars[3], substr(s.v, 6, 1)) > 0 THEN 64 ELSE 0 END
+                    | CASE WHEN strpos(dk.pos_chars[4], substr(s.v, 7, 1)) > 0 THEN 128 ELSE 0 END
+                    | CASE WHEN strpos(dk.pos_chars[5], substr(s.v, 8, 1)) > 0 THEN 256 ELSE 0 END
+                    | CASE WHEN strpos(dk.pos_chars[8], substr(s.v, 11, 1)) > 0 THEN 2048 ELSE 0 END) AS bits
         FROM items i
         JOIN ps s ON s.pid = i.pid
         JOIN {{schema}}.decode_key dk ON dk.keys = i.keys
-        CROSS JOIN unnest(ARRAY[4, 5, 6, 7, 8, 11]) q(pos)
-        WHERE i.src ILIKE '%pattern%' AND strpos(dk.pos_chars[q.pos - 3], substr(s.v, q.pos, 1)) > 0
+        WHERE i.src ILIKE '%pattern%'
         GROUP BY i.pid
     ), vc AS (
-        -- codes 2-5: the characters the WMI's schemas for the year use per position (masks)
-        SELECT s.pid, ARRAY[bit_or(sc.masks[1]), bit_or(sc.masks[2]), bit_or(sc.masks[3]), bit_or(sc.masks[4]),
+        -- codes 2-5: the characters the WMI's schemas for the year use per position (masks); the
+        -- pass's links for a known year are exactly those schemas
+        SELECT l.pid, ARRAY[bit_or(sc.masks[1]), bit_or(sc.masks[2]), bit_or(sc.masks[3]), bit_or(sc.masks[4]),
                             bit_or(sc.masks[5]), bit_or(sc.masks[6]), bit_or(sc.masks[7]), bit_or(sc.masks[8]),
                             bit_or(sc.masks[9]), bit_or(sc.masks[10]), bit_or(sc.masks[11])] AS m
-        FROM ps s
-        JOIN {{schema}}.wmi_vin_schema ws ON ws.wmi_id = s.public_wmi_id
-             AND s.my BETWEEN ws.year_from AND coalesce(ws.year_to, 2999)
-        JOIN {{schema}}.decode_schema_chars sc ON sc.vin_schema_id = ws.vin_schema_id
-        GROUP BY s.pid
-    ), res AS (
+        FROM links l
+        JOIN {{schema}}.decode_schema_chars sc ON sc.vin_schema_id = l.vin_schema_id
+        WHERE l.my_known
+        GROUP BY l.pid
+    ), res AS MATERIALIZED (  -- its figures are read several times below: computed once
         SELECT s.pid, s.v, s.pno, s.my, s.conclusive, s.public_wmi_id, s.car_lt, s.vehicle_type_id, s.manufacturer_id,
                d.doc, d.el_weight, coalesce(f.n_pat, 0) AS n_pat, f.body_attr, a.model_attr, a.make_attr,
                CASE WHEN s.public_wmi_id IS NOT NULL AND coalesce(f.n_pat, 0) > 0 THEN
                    (SELECT coalesce(string_agg(q.pos::text, ',' ORDER BY q.pos), '')
                     FROM unnest(ARRAY[4, 5, 6, 7, 8, 11]) q(pos)
-                    WHERE q.pos <= least(11, length(s.v)) AND NOT (q.pos = ANY (coalesce(pn.pos, '{}'))))
+                    WHERE q.pos <= least(11, length(s.v)) AND coalesce((pn.bits >> q.pos) & 1, 0) = 0)
                ELSE '' END AS unused,
                f.body_attr IN ('69', '84', '86', '88', '97', '105', '113', '124', '126', '127') AS off_road,
                e.n_err, e.last_pos, e.last_repl, e.repl_all, e.err_pos
@@ -735,9 +741,10 @@ BEGIN
             SELECT count(*) AS good, string_agg(x.c, '' ORDER BY x.k) AS good_chars,
                    (array_agg(x.t ORDER BY x.k DESC))[1] AS good_vin
             FROM (SELECT k, substr(r.last_repl, k, 1) AS c, overlay(r.v PLACING substr(r.last_repl, k, 1) FROM r.last_pos FOR 1) AS t
-                  FROM generate_series(1, length(r.last_repl)) k) x
+                  FROM generate_series(1, length(r.last_repl)) k
+                  WHERE r.n_err = 1 AND length(r.last_repl) > 1) x  -- a one-time filter: no scan otherwise
             WHERE substr(x.t, 9, 1) = {{schema}}.vin_check_digit(x.t)
-        ) g ON r.n_err = 1 AND length(r.last_repl) > 1
+        ) g ON true
         CROSS JOIN LATERAL (
             -- code 400: characters not allowed at their position
             SELECT coalesce(string_agg(', ' || j || ':' || substr(r.v, j, 1), '' ORDER BY j), '') AS invalid,
@@ -779,9 +786,17 @@ BEGIN
                     WHEN f.c4 THEN '(' || f.last_pos || ':' || f.last_repl || ')'
                     ELSE '' END AS err_bytes
         FROM flags f
-    ), coded AS (
+    ), coded AS MATERIALIZED (
+        -- materialized: the flags (two check-digit calls among them) are computed once per pass,
+        -- not once per error-code row they are tested against
         SELECT f.*,
                f.c14a OR (f.c0 AND f.model_attr IS NULL) AS c14,
+               ARRAY[CASE WHEN f.c0 THEN 0 END, CASE WHEN f.c1 THEN 1 END, CASE WHEN f.c2 THEN 2 END,
+                     CASE WHEN f.c3 THEN 3 END, CASE WHEN f.c4 THEN 4 END, CASE WHEN f.c5 THEN 5 END,
+                     CASE WHEN f.c6 THEN 6 END, CASE WHEN f.c7 THEN 7 END, CASE WHEN f.c8 THEN 8 END,
+                     CASE WHEN f.body_attr = '64' THEN 9 END, CASE WHEN f.off_road THEN 10 END,
+                     CASE WHEN f.c11 THEN 11 END, CASE WHEN f.c14a OR (f.c0 AND f.model_attr IS NULL) THEN 14 END,
+                     CASE WHEN f.c400 THEN 400 END] AS code_ids,
                CASE WHEN f.c400 THEN
                    (SELECT string_agg(CASE WHEN j = ANY (f.inv_pos) THEN '!'
                                            ELSE substr(CASE WHEN f.corrected0 = '' THEN f.v ELSE f.corrected0 END, j, 1) END,
@@ -800,12 +815,7 @@ BEGIN
                    coalesce(sum(x.weight), 0) AS err_value,
                    max(x.additional_text) FILTER (WHERE x.id IN (4, 5)) AS addl
             FROM {{schema}}.decode_error_code x
-            WHERE x.id = ANY (ARRAY[CASE WHEN c.c0 THEN 0 END, CASE WHEN c.c1 THEN 1 END, CASE WHEN c.c2 THEN 2 END,
-                                    CASE WHEN c.c3 THEN 3 END, CASE WHEN c.c4 THEN 4 END, CASE WHEN c.c5 THEN 5 END,
-                                    CASE WHEN c.c6 THEN 6 END, CASE WHEN c.c7 THEN 7 END, CASE WHEN c.c8 THEN 8 END,
-                                    CASE WHEN c.body_attr = '64' THEN 9 END, CASE WHEN c.off_road THEN 10 END,
-                                    CASE WHEN c.c11 THEN 11 END, CASE WHEN c.c14 THEN 14 END,
-                                    CASE WHEN c.c400 THEN 400 END])
+            WHERE x.id = ANY (c.code_ids)
         ) ec
     ), passes AS (
         SELECT sc.v, sc.pno, sc.err_value AS err, sc.el_weight AS elw, NULLIF(sc.n_pat, 0) AS npat,
@@ -838,10 +848,11 @@ BEGIN
         ORDER BY p.v, p.err DESC, p.elw DESC, p.npat DESC, p.my DESC, p.pno
     )
     SELECT i.raw,
-           (SELECT t.doc FROM {{schema}}.decode_template t) || b.doc
+           -- the small objects first: one merge into the ~150-key template per VIN, not two
+           (SELECT t.doc FROM {{schema}}.decode_template t) || (b.doc
            || jsonb_build_object('VIN', i.v, 'VehicleDescriptor',
                   upper(left(overlay(left(i.v || '*****************', 17) PLACING '*' FROM 9 FOR 1),
-                             CASE WHEN substr(i.v, 3, 1) = '9' THEN 14 ELSE 11 END)))
+                             CASE WHEN substr(i.v, 3, 1) = '9' THEN 14 ELSE 11 END))))
     FROM input i
     JOIN best b ON b.v = i.v
     ORDER BY i.ord;
