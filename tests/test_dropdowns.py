@@ -40,6 +40,28 @@ def test_year_make_model_chain(cat: psycopg.Connection) -> None:
     assert cat.execute("SELECT count(*) FROM vehicles.dropdown_makes(1900)").fetchone()[0] == 0  # type: ignore[index]
 
 
+def test_dropdown_makes_order_and_filter_in_custom_and_generic_plans(cat: psycopg.Connection) -> None:
+    """dropdown_makes answers in (Make_Name, Make_ID) order under the database collation, road makes by
+    default and every make with all_types, whether planned per call or as a prepared generic plan."""
+    trailers_left_out = False
+    for year in (None, 2020, 1995):
+        y = 0 if year is None else year
+        want_all = cat.execute("SELECT make_id, make_name FROM vehicles.dropdown_make WHERE model_year = %s "
+                               "ORDER BY make_name, make_id", (y,)).fetchall()
+        want_road = cat.execute("SELECT make_id, make_name FROM vehicles.dropdown_make WHERE model_year = %s "
+                                "AND road ORDER BY make_name, make_id", (y,)).fetchall()
+        assert want_road
+        trailers_left_out |= len(want_all) > len(want_road)
+        for mode in ("force_custom_plan", "force_generic_plan"):
+            with cat.transaction():
+                cat.execute(f"SET LOCAL plan_cache_mode = {mode}")
+                for all_types, want in ((False, want_road), (True, want_all)):
+                    got = cat.execute("SELECT * FROM vehicles.dropdown_makes(%s, %s)", (year, all_types),
+                                      prepare=True).fetchall()
+                    assert got == want, (year, mode, all_types)
+    assert trailers_left_out  # the road filter was exercised (Formula Trailers in the sample)
+
+
 def test_options_only_when_a_vin_could_decode_to_both(cat: psycopg.Connection) -> None:
     """A constructed schema: two models told apart by position 4, each with its own trim and engine."""
     with cat.transaction():

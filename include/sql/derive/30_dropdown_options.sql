@@ -99,10 +99,13 @@ WITH road_make AS (
     SELECT DISTINCT wm.make_id FROM wmi_make wm JOIN wmi w ON w.wmi_id = wm.wmi_id
     WHERE w.vehicle_type_id IN (1, 2, 3, 5, 7, 9)
 )
-SELECT y.model_year, y.make_id, upper(m.make_name) AS make_name, r.make_id IS NOT NULL AS road
+SELECT y.model_year, y.make_id, upper(m.make_name) AS make_name, r.make_id IS NOT NULL AS road,
+       -- the dropdown's order (name, id) as an integer: sorting it is cheap, collated text is not
+       row_number() OVER (PARTITION BY y.model_year ORDER BY upper(m.make_name), y.make_id)::int AS sort_key
 FROM (SELECT DISTINCT model_year, make_id FROM model_year
       UNION ALL
       SELECT DISTINCT 0, make_id FROM model_year) y
 JOIN make m ON m.make_id = y.make_id
 LEFT JOIN road_make r ON r.make_id = y.make_id;
-CREATE INDEX dropdown_make_idx ON dropdown_make (model_year, road, make_name) INCLUDE (make_id);
+CREATE INDEX dropdown_make_idx ON dropdown_make (model_year, sort_key) INCLUDE (make_id, make_name, road);
+CREATE INDEX dropdown_make_road_idx ON dropdown_make (model_year, sort_key) INCLUDE (make_id, make_name) WHERE road;

@@ -11,11 +11,14 @@ SET LOCAL check_function_bodies = off;
 CREATE OR REPLACE FUNCTION {{schema}}.dropdown_makes(model_year integer DEFAULT NULL, all_types boolean DEFAULT false)
 RETURNS TABLE("Make_ID" integer, "Make_Name" text)
 LANGUAGE sql STABLE PARALLEL SAFE AS $$
+    -- sort_key is (make_name, make_id) precomputed: both indexes return rows in that order, so no
+    -- sort runs (a partial index for the road makes; the full one, with road, for all_types and
+    -- for generic plans of prepared statements)
     SELECT d.make_id, d.make_name
     FROM {{schema}}.dropdown_make d
     WHERE d.model_year = coalesce(dropdown_makes.model_year, 0)
       AND (d.road OR coalesce(dropdown_makes.all_types, false))
-    ORDER BY d.make_name, d.make_id
+    ORDER BY d.sort_key
 $$;
 
 CREATE OR REPLACE FUNCTION {{schema}}.dropdown_models(make_id integer, model_year integer DEFAULT NULL)
