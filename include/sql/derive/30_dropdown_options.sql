@@ -12,7 +12,21 @@ SET LOCAL work_mem = '256MB';
 
 -- Model patterns (only of schemas some public link uses) with their make and key masks.
 CREATE TEMP TABLE dd_model ON COMMIT DROP AS
-SELECT DISTINCT p.vin_schema_id, mm.make_id, mm.model_id, k.masks AS m
+SELECT DISTINCT p.vin_schema_id, mm.make_id, mm.model_id,
+       coalesce(nullif(k.masks[1], 0), -1) AS m1,
+       coalesce(nullif(k.masks[2], 0), -1) AS m2,
+       coalesce(nullif(k.masks[3], 0), -1) AS m3,
+       coalesce(nullif(k.masks[4], 0), -1) AS m4,
+       coalesce(nullif(k.masks[5], 0), -1) AS m5,
+       coalesce(nullif(k.masks[6], 0), -1) AS m6,
+       coalesce(nullif(k.masks[7], 0), -1) AS m7,
+       coalesce(nullif(k.masks[8], 0), -1) AS m8,
+       coalesce(nullif(k.masks[9], 0), -1) AS m9,
+       coalesce(nullif(k.masks[10], 0), -1) AS m10,
+       coalesce(nullif(k.masks[11], 0), -1) AS m11,
+       coalesce(nullif(k.masks[12], 0), -1) AS m12,
+       coalesce(nullif(k.masks[13], 0), -1) AS m13,
+       coalesce(nullif(k.masks[14], 0), -1) AS m14
 FROM pattern p
 JOIN make_model mm ON mm.model_id = CASE WHEN p.attribute_id ~ '^[0-9]{1,9}$' THEN p.attribute_id::int END
 JOIN decode_key k ON k.keys = upper(p.keys)
@@ -22,7 +36,21 @@ ANALYZE dd_model;
 
 -- Option patterns grouped by (schema, key): the attributes one key sets together.
 CREATE TEMP TABLE dd_group ON COMMIT DROP AS
-SELECT g.*, k.masks AS m
+SELECT g.*,
+       coalesce(nullif(k.masks[1], 0), -1) AS m1,
+       coalesce(nullif(k.masks[2], 0), -1) AS m2,
+       coalesce(nullif(k.masks[3], 0), -1) AS m3,
+       coalesce(nullif(k.masks[4], 0), -1) AS m4,
+       coalesce(nullif(k.masks[5], 0), -1) AS m5,
+       coalesce(nullif(k.masks[6], 0), -1) AS m6,
+       coalesce(nullif(k.masks[7], 0), -1) AS m7,
+       coalesce(nullif(k.masks[8], 0), -1) AS m8,
+       coalesce(nullif(k.masks[9], 0), -1) AS m9,
+       coalesce(nullif(k.masks[10], 0), -1) AS m10,
+       coalesce(nullif(k.masks[11], 0), -1) AS m11,
+       coalesce(nullif(k.masks[12], 0), -1) AS m12,
+       coalesce(nullif(k.masks[13], 0), -1) AS m13,
+       coalesce(nullif(k.masks[14], 0), -1) AS m14
 FROM (
     SELECT p.vin_schema_id, upper(p.keys) AS keys,
            max(p.attribute_id) FILTER (WHERE p.element_id = 38) AS trim_name,
@@ -45,28 +73,28 @@ JOIN decode_key k ON k.keys = g.keys;
 ANALYZE dd_group;
 
 -- Compatible (model, option group) pairs of one schema: at every one of the 14 key positions
--- (decode_key.masks: one bit per character a position admits, 0 = no constraint, as for '*' and
--- '|') the two keys admit a common character. Unrolled plain expressions, no per-pair function
--- call; a position past either key's end is NULL and admits anything.
+-- the two keys admit a common character. m1..m14 are decode_key.masks (one bit per character a
+-- position admits) with "no constraint" ('*', '|', or past the key's end: 0 or NULL there) made
+-- all ones (-1), so the test is one AND per position over plain columns, no array access.
 CREATE TEMP TABLE dd_pair ON COMMIT DROP AS
 SELECT m.vin_schema_id, m.make_id, m.model_id, g.trim_name, g.displacement_l, g.cylinders, g.engine_model,
        g.fuel_type, g.transmission_style, g.transmission_speeds
 FROM dd_model m
 JOIN dd_group g ON g.vin_schema_id = m.vin_schema_id
-WHERE coalesce(m.m[1] = 0 OR g.m[1] = 0 OR m.m[1] & g.m[1] <> 0, true)
-  AND coalesce(m.m[2] = 0 OR g.m[2] = 0 OR m.m[2] & g.m[2] <> 0, true)
-  AND coalesce(m.m[3] = 0 OR g.m[3] = 0 OR m.m[3] & g.m[3] <> 0, true)
-  AND coalesce(m.m[4] = 0 OR g.m[4] = 0 OR m.m[4] & g.m[4] <> 0, true)
-  AND coalesce(m.m[5] = 0 OR g.m[5] = 0 OR m.m[5] & g.m[5] <> 0, true)
-  AND coalesce(m.m[6] = 0 OR g.m[6] = 0 OR m.m[6] & g.m[6] <> 0, true)
-  AND coalesce(m.m[7] = 0 OR g.m[7] = 0 OR m.m[7] & g.m[7] <> 0, true)
-  AND coalesce(m.m[8] = 0 OR g.m[8] = 0 OR m.m[8] & g.m[8] <> 0, true)
-  AND coalesce(m.m[9] = 0 OR g.m[9] = 0 OR m.m[9] & g.m[9] <> 0, true)
-  AND coalesce(m.m[10] = 0 OR g.m[10] = 0 OR m.m[10] & g.m[10] <> 0, true)
-  AND coalesce(m.m[11] = 0 OR g.m[11] = 0 OR m.m[11] & g.m[11] <> 0, true)
-  AND coalesce(m.m[12] = 0 OR g.m[12] = 0 OR m.m[12] & g.m[12] <> 0, true)
-  AND coalesce(m.m[13] = 0 OR g.m[13] = 0 OR m.m[13] & g.m[13] <> 0, true)
-  AND coalesce(m.m[14] = 0 OR g.m[14] = 0 OR m.m[14] & g.m[14] <> 0, true);
+WHERE m.m1 & g.m1 <> 0
+  AND m.m2 & g.m2 <> 0
+  AND m.m3 & g.m3 <> 0
+  AND m.m4 & g.m4 <> 0
+  AND m.m5 & g.m5 <> 0
+  AND m.m6 & g.m6 <> 0
+  AND m.m7 & g.m7 <> 0
+  AND m.m8 & g.m8 <> 0
+  AND m.m9 & g.m9 <> 0
+  AND m.m10 & g.m10 <> 0
+  AND m.m11 & g.m11 <> 0
+  AND m.m12 & g.m12 <> 0
+  AND m.m13 & g.m13 <> 0
+  AND m.m14 & g.m14 <> 0;
 
 CREATE TABLE model_trim_option AS
 SELECT DISTINCT make_id, model_id, vin_schema_id, trim_name
@@ -98,14 +126,18 @@ CREATE TABLE dropdown_make AS
 WITH road_make AS (
     SELECT DISTINCT wm.make_id FROM wmi_make wm JOIN wmi w ON w.wmi_id = wm.wmi_id
     WHERE w.vehicle_type_id IN (1, 2, 3, 5, 7, 9)
+), ranked_make AS (
+    -- the dropdown's order (name, id) as an integer, ranked once over the makes (not per year):
+    -- sorting it is cheap at query time, collated text is not
+    SELECT m.make_id, upper(m.make_name) AS make_name,
+           row_number() OVER (ORDER BY upper(m.make_name), m.make_id)::int AS sort_key
+    FROM make m
 )
-SELECT y.model_year, y.make_id, upper(m.make_name) AS make_name, r.make_id IS NOT NULL AS road,
-       -- the dropdown's order (name, id) as an integer: sorting it is cheap, collated text is not
-       row_number() OVER (PARTITION BY y.model_year ORDER BY upper(m.make_name), y.make_id)::int AS sort_key
+SELECT y.model_year, y.make_id, m.make_name, r.make_id IS NOT NULL AS road, m.sort_key
 FROM (SELECT DISTINCT model_year, make_id FROM model_year
       UNION ALL
       SELECT DISTINCT 0, make_id FROM model_year) y
-JOIN make m ON m.make_id = y.make_id
+JOIN ranked_make m ON m.make_id = y.make_id
 LEFT JOIN road_make r ON r.make_id = y.make_id;
 CREATE INDEX dropdown_make_idx ON dropdown_make (model_year, sort_key) INCLUDE (make_id, make_name, road);
 CREATE INDEX dropdown_make_road_idx ON dropdown_make (model_year, sort_key) INCLUDE (make_id, make_name) WHERE road;
