@@ -86,8 +86,9 @@ def test_options_only_when_a_vin_could_decode_to_both(cat: psycopg.Connection) -
         from vehicle_etl.platform_db import sql_file
         from vehicle_etl.spec import DERIVED_TABLES
         cat.execute(f"DROP TABLE {', '.join(DERIVED_TABLES)} CASCADE")
-        for f in ("derive/10_model_year.sql", "derive/20_decode_support.sql", "derive/30_dropdown_options.sql"):
-            cat.execute(sql_file(f).replace("{{schema}}", "vehicles").encode())
+        from vehicle_etl.load import DERIVE_STEPS
+        for name, _ in DERIVE_STEPS:
+            cat.execute(sql_file(f"derive/{name}.sql").replace("{{schema}}", "vehicles").encode())
         trims_a = {r[3] for r in cat.execute("SELECT * FROM vehicles.dropdown_trims(%s, 990001, 2021)", (make,))}
         trims_b = {r[3] for r in cat.execute("SELECT * FROM vehicles.dropdown_trims(%s, 990002, 2021)", (make,))}
         eng_a = {r[4] for r in cat.execute("SELECT * FROM vehicles.dropdown_engines(%s, 990001, 2021)", (make,))}

@@ -5,9 +5,10 @@ from __future__ import annotations
 import logging
 import multiprocessing
 import os
+import re
 import threading
 import time
-from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -18,7 +19,7 @@ from vehicle_etl import extract
 from vehicle_etl.config import READER_ROLE, STAGING_SCHEMA
 from vehicle_etl.platform_db import run_in_schema, schema_tables, sql_file, sql_files
 from vehicle_etl.sources import Source, open_source
-from vehicle_etl.spec import LOOKUP_TARGET, LOOKUPS_WITH_OWN_TABLE, TABLES, by_source
+from vehicle_etl.spec import DERIVED_TABLES, LOOKUP_TARGET, LOOKUPS_WITH_OWN_TABLE, TABLES, by_source
 
 log = logging.getLogger(__name__)
 
@@ -200,9 +201,16 @@ def extract_load(
     return report
 
 
-# Derivations that read only loaded tables run side by side; a wave starts when the one before
-# has committed (30_dropdown_options reads decode_key and public_schema_link).
-DERIVE_WAVES: tuple[tuple[str, ...], ...] = (("10_model_year", "20_decode_support"), ("30_dropdown_options",))
+# The derive files and the files each reads the tables of. Listed in start priority: when two are
+# ready and one connection is free, the earlier starts first (30_dropdown_options, the longest, as
+# soon as the keys are parsed), so on two connections the ~8 s of work takes ~4 s.
+DERIVE_STEPS: tuple[tuple[str, tuple[str, ...]], ...] = (
+    ("10_public_schema_link", ()),
+    ("20_decode_key", ()),
+    ("30_dropdown_options", ("10_public_schema_link", "20_decode_key")),
+    ("15_model_year", ("10_public_schema_link",)),
+    ("25_decode_support", ("20_decode_key",)),
+)
 
 
 def repair(conn: psycopg.Connection, schema: str = STAGING_SCHEMA) -> None:
@@ -212,20 +220,22 @@ def repair(conn: psycopg.Connection, schema: str = STAGING_SCHEMA) -> None:
             run_in_schema(conn, schema, path.read_text())
 
 
-def derive(conn: psycopg.Connection, schema: str = STAGING_SCHEMA, conninfo: str | None = None) -> dict[str, float]:
+def derive(conn: psycopg.Connection, schema: str = STAGING_SCHEMA, conninfo: str | None = None,
+           workers: int = 2) -> dict[str, float]:
     """Build the derived tables (include/sql/derive/*.sql) from the loaded ones.
 
-    With `conninfo`, the files of a wave run concurrently on their own connections (each in its
-    own transaction): the statements are single-threaded in PostgreSQL, so this uses both cores.
+    With `conninfo`, up to `workers` files run at once, each on its own connection and in its own
+    transaction, a file as soon as the files it reads from have committed (DERIVE_STEPS): the
+    statements are single-threaded in PostgreSQL, so this is how the build uses every core.
     """
     seconds: dict[str, float] = {}
     t = time.monotonic()
     _analyze(conn, schema)  # fresh COPYs have no statistics: the derivations' joins would misplan
     seconds["analyze"] = time.monotonic() - t
     files = {p.stem: p for p in sql_files("derive")}
-    unplanned = set(files) - {name for wave in DERIVE_WAVES for name in wave}
-    if unplanned:
-        raise RuntimeError(f"derive files missing from load.DERIVE_WAVES: {sorted(unplanned)}")
+    needs = dict(DERIVE_STEPS)
+    if set(files) != set(needs):
+        raise RuntimeError(f"derive files and load.DERIVE_STEPS differ: {sorted(set(files) ^ set(needs))}")
 
     def run(c: psycopg.Connection, name: str) -> None:
         started = time.monotonic()
@@ -234,40 +244,99 @@ def derive(conn: psycopg.Connection, schema: str = STAGING_SCHEMA, conninfo: str
         seconds[name] = time.monotonic() - started
         log.info("derived %s in %.2fs", name, seconds[name])
 
-    def run_own(name: str) -> None:
-        assert conninfo is not None
+    if conninfo is None or workers < 2:
+        for name in needs:  # the listed order reads every table after it is built
+            run(conn, name)
+        return seconds
+
+    def run_own(name: str) -> str:
         with psycopg.connect(conninfo, autocommit=True) as c:
             run(c, name)
+        return name
 
-    for wave in DERIVE_WAVES:
-        present = [n for n in wave if n in files]
-        if conninfo is None or len(present) < 2:
-            for name in present:
-                run(conn, name)
-            continue
-        with ThreadPoolExecutor(max_workers=len(present)) as pool:
-            for future in [pool.submit(run_own, n) for n in present]:
-                future.result()
+    done: set[str] = set()
+    waiting = list(needs)
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        running: set[Future[str]] = set()
+        while waiting or running:
+            for name in [n for n in waiting if set(needs[n]) <= done][: workers - len(running)]:
+                waiting.remove(name)
+                running.add(pool.submit(run_own, name))
+            if not running:
+                raise RuntimeError(f"load.DERIVE_STEPS: {waiting} wait on files that never run")
+            finished, running = wait(running, return_when=FIRST_COMPLETED)
+            for future in finished:
+                done.add(future.result())  # a failed file raises here; the others' transactions end
     return seconds
 
 
-def build_keys(conn: psycopg.Connection, schema: str = STAGING_SCHEMA) -> float:
-    """Declare keys and indexes, install the SQL functions, grant the reader, analyze."""
+def build_keys(conn: psycopg.Connection, schema: str = STAGING_SCHEMA, conninfo: str | None = None,
+               workers: int = 2) -> float:
+    """Build indexes, collect statistics, declare keys, install the SQL functions, grant the reader.
+
+    The index builds (schema/indexes.sql) and the statistics are independent statements: with
+    `conninfo` they are spread over `workers` connections. The keys (over the built indexes),
+    foreign keys, functions and grants then follow in one transaction on `conn`.
+    """
     t = time.monotonic()
+    statements: list[sql.Composable] = [
+        sql.SQL(s.strip()) for s in re.split(r";[ \t]*$", sql_file("schema/indexes.sql"), flags=re.M) if _has_sql(s)]
+    statements += _statistics(conn, schema)
+    if conninfo is None or workers < 2:
+        _run_each(conn, schema, statements)
+    else:
+        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="index") as pool:
+            shares = [statements[k::workers] for k in range(workers)]  # in order: the big tables first
+            for future in [pool.submit(_run_each_own, conninfo, schema, share) for share in shares]:
+                future.result()
+    t_indexes = time.monotonic()
     with conn.transaction():
-        run_in_schema(conn, schema, sql_file("schema/keys.sql"))
+        declared = conn.execute("SELECT 1 FROM pg_constraint c JOIN pg_namespace n ON n.oid = c.connamespace "
+                                "WHERE n.nspname = %s AND c.conname = 'pattern_pkey'", (schema,)).fetchone()
+        if not declared:  # a retried step whose keys committed before a later statement failed
+            run_in_schema(conn, schema, sql_file("schema/keys.sql"))
         for path in sql_files("functions"):
             run_in_schema(conn, schema, path.read_text())
         _grant_reader(conn, schema)
-    _analyze(conn, schema)  # planner statistics for the decoder and dropdowns
-    # The dropdown tables are read by index-only scans, which need a visibility map: only VACUUM
-    # sets it (under a second on the full snapshot), so the app's first calls skip heap fetches.
-    present = [t for t in DROPDOWN_TABLES if t in set(schema_tables(conn, schema))]
-    if present:  # a bare VACUUM would do the whole database
-        conn.execute(sql.SQL("VACUUM {}").format(sql.SQL(", ").join(sql.Identifier(schema, t) for t in present)))
     elapsed = time.monotonic() - t
-    log.info("keys, indexes, functions and statistics built in %.2fs", elapsed)
+    log.info("indexes, statistics, keys and functions built in %.2fs (indexes and statistics %.2fs)",
+             elapsed, t_indexes - t)
     return elapsed
+
+
+def _statistics(conn: psycopg.Connection, schema: str) -> list[sql.Composable]:
+    """Planner statistics for what derive() has not analyzed: the derived tables (the loaded ones
+    were analyzed before deriving and have not changed) and the expression index of engine_model.
+    The dropdown tables are read by index-only scans, which need a visibility map: VACUUM sets it,
+    so the app's first calls skip heap fetches."""
+    present = set(schema_tables(conn, schema))
+    out: list[sql.Composable] = []
+    for table in (*DERIVED_TABLES, "engine_model"):
+        if table in present:
+            verb = "VACUUM (ANALYZE)" if table in DROPDOWN_TABLES else "ANALYZE"
+            out.append(sql.SQL(verb + " {}").format(sql.Identifier(schema, table)))
+    return out
+
+
+def _run_each(conn: psycopg.Connection, schema: str, statements: list[sql.Composable]) -> None:
+    """Each statement on its own (autocommit: VACUUM cannot run in a transaction), `schema` first
+    on the search path for the unqualified names of the SQL files."""
+    conn.execute(sql.SQL("SET search_path TO {}, public").format(sql.Identifier(schema)))
+    try:
+        for statement in statements:
+            conn.execute(statement)
+    finally:
+        conn.execute("RESET search_path")
+
+
+def _run_each_own(conninfo: str, schema: str, statements: list[sql.Composable]) -> None:
+    with psycopg.connect(conninfo, autocommit=True) as c:
+        _run_each(c, schema, statements)
+
+
+def _has_sql(chunk: str) -> bool:
+    """A chunk of a split SQL file holds a statement, not only comments and blank lines."""
+    return any(line.strip() and not line.strip().startswith("--") for line in chunk.splitlines())
 
 
 DROPDOWN_TABLES = ("model_year", "dropdown_make", "public_schema_link", "model_trim_option",

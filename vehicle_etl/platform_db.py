@@ -23,6 +23,12 @@ def connect(settings: Settings, *, autocommit: bool = True) -> Iterator[psycopg.
         conn.close()
 
 
+def sibling(conn: psycopg.Connection) -> psycopg.Connection:
+    """A second autocommit connection to the database `conn` is connected to (same parameters and
+    password), for work that runs beside it; the caller closes it (`with sibling(conn) as c:`)."""
+    return psycopg.connect(**conn.info.get_parameters(), password=conn.info.password, autocommit=True)
+
+
 def sql_file(relative: str) -> str:
     return (SQL_DIR / relative).read_text()
 

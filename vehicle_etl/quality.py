@@ -21,6 +21,7 @@ import os
 import threading
 import time
 from collections.abc import Callable, Collection
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -30,7 +31,7 @@ from psycopg import sql
 
 from vehicle_etl.config import LIVE_SCHEMA, PROJECT_ROOT, STAGING_SCHEMA, Settings
 from vehicle_etl.errors import QualityGateError
-from vehicle_etl.platform_db import schema_exists, schema_tables, sql_file
+from vehicle_etl.platform_db import schema_exists, schema_tables, sibling, sql_file
 from vehicle_etl.spec import LOOKUP_TARGET, TABLES
 
 log = logging.getLogger(__name__)
@@ -317,23 +318,6 @@ def golden_check(conn: psycopg.Connection, schema: str, golden: GoldenHook | Non
                        "" if observed >= threshold else "golden VINs decode worse than required")
 
 
-class _Preload(threading.Thread):
-    """Import great_expectations in the background: its import costs seconds of CPU that would
-    otherwise add to the gate, and the SQL checks meanwhile mostly wait on PostgreSQL."""
-
-    def __init__(self) -> None:
-        super().__init__(name="gx-import", daemon=True)
-        self.error: BaseException | None = None
-
-    def run(self) -> None:
-        try:
-            from vehicle_etl import gx_suite
-
-            gx_suite.import_gx()
-        except BaseException as exc:  # reported by run_suite's own import
-            self.error = exc
-
-
 def validate(
     conn: psycopg.Connection,
     settings: Settings | None = None,
@@ -347,43 +331,69 @@ def validate(
 ) -> list[CheckResult]:
     """The full gate on `schema` (after build_keys): SQL checks, drift, golden VINs, GX suite.
 
+    The four parts are independent reads: the SQL checks run on `conn`, the others each on a
+    connection of their own at the same time (PostgreSQL runs a statement on one core; the GX
+    import is seconds of Python CPU). Results come back in that order whatever finishes first.
     `golden=None` uses `default_golden()` (the decoder's hook, when installed). `settings` is
     accepted for the pipeline's call shape; GX connects with `conn`'s own parameters so it reads
     the very database `conn` does.
     """
     del settings
     started = time.monotonic()
-    preload = _Preload() if use_gx else None
-    if preload is not None:
-        preload.start()
     timings: dict[str, float] = {}
 
-    def lap(name: str, t: float) -> float:
-        now = time.monotonic()
-        timings[name] = round(now - t, 2)
-        return now
+    def timed(name: str, part: Callable[[psycopg.Connection], list[CheckResult]]) -> Callable[[], list[CheckResult]]:
+        def run() -> list[CheckResult]:
+            t = time.monotonic()
+            with sibling(conn) as c:
+                out = part(c)
+            timings[name] = round(time.monotonic() - t, 2)
+            return out
+        return run
 
-    t = started
-    results = sql_checks(conn, schema)
-    t = lap("sql", t)
-    results += drift_checks(conn, schema, live, allow_drift=allow_drift, max_shrink=max_shrink)
-    t = lap("drift", t)
-    results.append(golden_check(conn, schema, golden if golden is not None else default_golden()))
-    t = lap("golden", t)
-    if preload is not None:
-        preload.join()
-        t = lap("gx_import_wait", t)
+    parts = {
+        "drift": timed("drift", lambda c: drift_checks(c, schema, live, allow_drift=allow_drift,
+                                                       max_shrink=max_shrink)),
+        "golden": timed("golden", lambda c: [golden_check(c, schema, golden if golden is not None
+                                                          else default_golden())]),
+    }
+    if use_gx:
+        parts["gx"] = timed("gx", lambda c: _gx_checks(c, schema))
+    with ThreadPoolExecutor(max_workers=len(parts), thread_name_prefix="gate") as pool:
+        futures = {name: pool.submit(run) for name, run in parts.items()}
+        t = time.monotonic()
+        results = sql_checks(conn, schema)
+        timings["sql"] = round(time.monotonic() - t, 2)
+        for future in futures.values():
+            results += future.result()
+    log.info("validation of %s: %d checks in %.2fs (side by side: %s)", schema, len(results),
+             time.monotonic() - started, ", ".join(f"{k} {v}s" for k, v in timings.items()))
+    return results
+
+
+def preload_gx() -> None:
+    """Start importing great_expectations in a daemon thread (validate's import then finds it done
+    or waits for it): a caller about to run single-connection SQL lends GX the idle core."""
+    def load() -> None:
+        try:
+            from vehicle_etl import gx_suite
+
+            gx_suite.import_gx()
+        except Exception:  # noqa: BLE001 - _gx_checks imports again and reports the error
+            pass
+
+    threading.Thread(target=load, name="gx-import", daemon=True).start()
+
+
+def _gx_checks(conn: psycopg.Connection, schema: str) -> list[CheckResult]:
+    """The Great Expectations suite; GX is imported here (seconds, once per process)."""
+    try:
         from vehicle_etl import gx_suite
 
-        try:
-            results += gx_suite.run_suite(conn, schema)
-        except Exception as exc:  # GX itself broke: the rules were not evaluated, so do not promote
-            log.exception("Great Expectations suite could not run")
-            results.append(CheckResult("gx_suite", False, "error", "-", True, f"{type(exc).__name__}: {exc}"[:500]))
-        lap("gx", t)
-    log.info("validation of %s: %d checks in %.2fs (%s)", schema, len(results), time.monotonic() - started,
-             ", ".join(f"{k} {v}s" for k, v in timings.items()))
-    return results
+        return gx_suite.run_suite(conn, schema)
+    except Exception as exc:  # GX itself broke: the rules were not evaluated, so do not promote
+        log.exception("Great Expectations suite could not run")
+        return [CheckResult("gx_suite", False, "error", "-", True, f"{type(exc).__name__}: {exc}"[:500])]
 
 
 # -- reporting ---------------------------------------------------------------------------------

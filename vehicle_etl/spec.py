@@ -81,10 +81,12 @@ LOOKUPS_WITH_OWN_TABLE = frozenset({"Make", "Model", "Manufacturer"})
 
 # Tables the platform builds from the loaded ones (include/sql/derive/).
 DERIVED_TABLES = (
-    "public_schema_link", "model_year",                                   # 10_model_year.sql
-    "decode_key", "decode_element", "decode_schema_key", "decode_schema_chars",  # 20_decode_support.sql
+    "public_schema_link",                                                  # 10_public_schema_link.sql
+    "model_year", "dropdown_make",                                         # 15_model_year.sql
+    "decode_key",                                                          # 20_decode_key.sql
+    "decode_element", "decode_schema_key", "decode_schema_chars",          # 25_decode_support.sql
     "decode_wmi", "decode_error_code", "decode_template",
-    "model_trim_option", "model_engine_option", "model_transmission_option", "dropdown_make",  # 30_
+    "model_trim_option", "model_engine_option", "model_transmission_option",  # 30_dropdown_options.sql
 )
 
 

@@ -1,12 +1,13 @@
 -- Options of the app's dropdowns, precomputed per release (search_path = the staging schema).
--- Tables: dropdown_make, model_trim_option, model_engine_option, model_transmission_option.
+-- Tables: model_trim_option, model_engine_option, model_transmission_option (dropdown_make is
+-- built with the model years, 15_model_year.sql).
 --
 -- A trim, engine or transmission is offered for a model and year only when some VIN could decode
 -- to both: within one schema linked (public WMI, schema not hidden) for that year, the option's
 -- pattern key and the model's pattern key admit a common character at every position. Sharing a
 -- schema is not enough: a schema for two models usually tells their trims apart by key.
 -- The option tables keep the schema; the year is applied at query time through
--- public_schema_link (10_model_year.sql), which avoids expanding millions of (option, year) rows.
+-- public_schema_link (10_public_schema_link.sql), which avoids expanding millions of (option, year) rows.
 
 SET LOCAL work_mem = '256MB';
 
@@ -117,27 +118,3 @@ SELECT DISTINCT make_id, model_id, vin_schema_id,
 FROM dd_pair
 WHERE coalesce(transmission_style, transmission_speeds) IS NOT NULL;
 CREATE INDEX model_transmission_option_idx ON model_transmission_option (model_id, make_id);
-
--- Makes per year for dropdown_makes; model_year 0 lists the makes with any year. `road`: the make
--- has a WMI for a road vehicle a person maintains (motorcycle 1, passenger car 2, truck 3, bus 5,
--- MPV 7, low-speed vehicle 9). Without it a year lists ~9,000 makes, ~7,000 of them trailer
--- builders, which no dropdown can show; dropdown_makes offers them on request.
-CREATE TABLE dropdown_make AS
-WITH road_make AS (
-    SELECT DISTINCT wm.make_id FROM wmi_make wm JOIN wmi w ON w.wmi_id = wm.wmi_id
-    WHERE w.vehicle_type_id IN (1, 2, 3, 5, 7, 9)
-), ranked_make AS (
-    -- the dropdown's order (name, id) as an integer, ranked once over the makes (not per year):
-    -- sorting it is cheap at query time, collated text is not
-    SELECT m.make_id, upper(m.make_name) AS make_name,
-           row_number() OVER (ORDER BY upper(m.make_name), m.make_id)::int AS sort_key
-    FROM make m
-)
-SELECT y.model_year, y.make_id, m.make_name, r.make_id IS NOT NULL AS road, m.sort_key
-FROM (SELECT DISTINCT model_year, make_id FROM model_year
-      UNION ALL
-      SELECT DISTINCT 0, make_id FROM model_year) y
-JOIN ranked_make m ON m.make_id = y.make_id
-LEFT JOIN road_make r ON r.make_id = y.make_id;
-CREATE INDEX dropdown_make_idx ON dropdown_make (model_year, sort_key) INCLUDE (make_id, make_name, road);
-CREATE INDEX dropdown_make_road_idx ON dropdown_make (model_year, sort_key) INCLUDE (make_id, make_name) WHERE road;
