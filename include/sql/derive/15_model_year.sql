@@ -3,22 +3,24 @@
 -- WMI-schema links (public_schema_link, 10_public_schema_link.sql) of the schemas whose Model
 -- patterns name the model.
 
-SET LOCAL work_mem = '256MB';  -- the DISTINCTs below spill to disk at the default 4 MB
+SET LOCAL work_mem = '256MB';  -- the DISTINCT and the range merges spill to disk at the default 4 MB
 
--- Schema/model pairs are made distinct before the year ranges are expanded (far fewer rows).
+-- Each model's years as one multirange: its schemas' overlapping links merged, so expanding
+-- them yields every year once and no DISTINCT over the expanded rows is needed.
+CREATE TEMP TABLE model_years ON COMMIT DROP AS
+SELECT mm.make_id, sm.model_id, range_agg(int4range(l.year_from, l.year_to, '[]')) AS years
+FROM (SELECT DISTINCT p.vin_schema_id, p.attribute_id::int AS model_id
+      FROM pattern p
+      WHERE p.element_id = 28 AND p.attribute_id ~ '^[0-9]{1,9}$') sm
+JOIN public_schema_link l ON l.vin_schema_id = sm.vin_schema_id
+JOIN make_model mm ON mm.model_id = sm.model_id
+GROUP BY mm.make_id, sm.model_id;
+
 CREATE TABLE model_year AS
-WITH schema_model AS (
-    SELECT DISTINCT p.vin_schema_id, p.attribute_id::int AS model_id
-    FROM pattern p
-    WHERE p.element_id = 28 AND p.attribute_id ~ '^[0-9]{1,9}$'
-), model_range AS (
-    SELECT DISTINCT sm.model_id, l.year_from, l.year_to
-    FROM schema_model sm JOIN public_schema_link l USING (vin_schema_id)
-)
-SELECT DISTINCT mm.make_id, r.model_id, y.model_year
-FROM model_range r
-JOIN make_model mm ON mm.model_id = r.model_id
-CROSS JOIN LATERAL generate_series(r.year_from, r.year_to) AS y(model_year);
+SELECT r.make_id, r.model_id, y.model_year
+FROM model_years r
+CROSS JOIN LATERAL unnest(r.years) AS u(span)
+CROSS JOIN LATERAL generate_series(lower(u.span), upper(u.span) - 1) AS y(model_year);
 
 -- Makes per year for dropdown_makes; model_year 0 lists the makes with any year. `road`: the make
 -- has a WMI for a road vehicle a person maintains (motorcycle 1, passenger car 2, truck 3, bus 5,
@@ -34,11 +36,18 @@ WITH road_make AS (
     SELECT m.make_id, upper(m.make_name) AS make_name,
            row_number() OVER (ORDER BY upper(m.make_name), m.make_id)::int AS sort_key
     FROM make m
+), make_years AS (  -- a make's years: its models' year ranges merged
+    SELECT r.make_id, range_agg(u.span) AS years
+    FROM model_years r CROSS JOIN LATERAL unnest(r.years) AS u(span)
+    GROUP BY r.make_id
 )
 SELECT y.model_year, y.make_id, m.make_name, r.make_id IS NOT NULL AS road, m.sort_key
-FROM (SELECT DISTINCT model_year, make_id FROM model_year
+FROM (SELECT my.make_id, g.model_year
+      FROM make_years my
+      CROSS JOIN LATERAL unnest(my.years) AS u(span)
+      CROSS JOIN LATERAL generate_series(lower(u.span), upper(u.span) - 1) AS g(model_year)
       UNION ALL
-      SELECT DISTINCT 0, make_id FROM model_year) y
+      SELECT my.make_id, 0 FROM make_years my) y
 JOIN ranked_make m ON m.make_id = y.make_id
 LEFT JOIN road_make r ON r.make_id = y.make_id;
 CREATE INDEX dropdown_make_idx ON dropdown_make (model_year, sort_key) INCLUDE (make_id, make_name, road);
