@@ -232,7 +232,7 @@ BEGIN
         ), printed AS (
             SELECT de.element_id, de.code, de.output, de.weight,
                    bool_or(coalesce(i.val, i.attribute_id, '') <> '') AS filled,
-                   string_agg(DISTINCT regexp_replace(
+                   string_agg(DISTINCT translate(  -- tabs and line breaks print as spaces
                        CASE
                            WHEN i.val IS NOT NULL THEN i.val
                            WHEN de.lookup_mode = 'model' THEN
@@ -242,7 +242,7 @@ BEGIN
                                (SELECT l.lookup_name FROM {{schema}}.lookup l
                                 WHERE l.lookup_table = de.lookup_table AND l.lookup_id = CASE WHEN i.attribute_id ~ '^[0-9]{1,9}$' THEN i.attribute_id::int END)
                            ELSE i.attribute_id
-                       END, '[\t\r\n]', ' ', 'g'), '; ') AS val
+                       END, E'\t\r\n', '   '), '; ') AS val
             FROM items i
             JOIN {{schema}}.decode_element de ON de.element_id = i.element_id
             GROUP BY de.element_id, de.code, de.output, de.weight
@@ -649,7 +649,7 @@ BEGIN
     ), printed AS (
         SELECT i.pid, de.element_id, de.code, de.output, de.weight,
                bool_or(coalesce(i.val, i.attribute_id, '') <> '') AS filled,
-               string_agg(DISTINCT regexp_replace(
+               string_agg(DISTINCT translate(  -- tabs and line breaks print as spaces
                    CASE
                        WHEN i.val IS NOT NULL THEN i.val
                        WHEN de.lookup_mode = 'model' THEN
@@ -659,7 +659,7 @@ BEGIN
                            (SELECT l.lookup_name FROM {{schema}}.lookup l
                             WHERE l.lookup_table = de.lookup_table AND l.lookup_id = CASE WHEN i.attribute_id ~ '^[0-9]{1,9}$' THEN i.attribute_id::int END)
                        ELSE i.attribute_id
-                   END, '[\t\r\n]', ' ', 'g'), '; ') AS val
+                   END, E'\t\r\n', '   '), '; ') AS val
         FROM items i
         JOIN {{schema}}.decode_element de ON de.element_id = i.element_id
         GROUP BY i.pid, de.element_id, de.code, de.output, de.weight
