@@ -191,3 +191,30 @@ def test_a_run_whose_staging_was_replaced_cannot_promote_it(platform_db: Setting
         assert not schema_exists(conn, "vehicles")
         assert history.get_run(conn, "run-a")["status"] == "failed"
     pipeline.key_gate_step(platform_db, "run-b")  # the owner carries on
+
+
+def test_retried_build_keys_step_resumes_and_the_run_goes_live(platform_db: Settings) -> None:
+    """Airflow retries a failed task: build_keys run again over keys it already committed must pass
+    (indexes IF NOT EXISTS, keys skipped once declared, functions replaced), and the run must go on."""
+    ref = pipeline.source_ref(platform_db, None, "2026_02")
+    run_id = "run-retry"
+    pipeline.start_run(platform_db, run_id, ref, "manual")
+    pipeline.extract_load_step(platform_db, run_id, ref)
+    pipeline.key_gate_step(platform_db, run_id)
+    pipeline.transform_step(platform_db, run_id)
+    pipeline.build_keys_step(platform_db, run_id)
+    with connect(platform_db) as conn:
+        keys_before = conn.execute(
+            "SELECT count(*) FROM pg_constraint c JOIN pg_namespace n ON n.oid = c.connamespace "
+            "WHERE n.nspname = 'vehicles_staging' AND c.contype IN ('p', 'u', 'f')").fetchone()[0]
+    pipeline.build_keys_step(platform_db, run_id)  # the retry
+    with connect(platform_db) as conn:
+        keys_after = conn.execute(
+            "SELECT count(*) FROM pg_constraint c JOIN pg_namespace n ON n.oid = c.connamespace "
+            "WHERE n.nspname = 'vehicles_staging' AND c.contype IN ('p', 'u', 'f')").fetchone()[0]
+    assert keys_after == keys_before >= 30  # 17 primary/unique keys and 13 foreign keys, once each
+    pipeline.validate_step(platform_db, run_id)
+    pipeline.swap_step(platform_db, run_id, ref)
+    with connect(platform_db) as conn:
+        assert conn.execute("SELECT run_id FROM vehicles.catalog_info").fetchone()[0] == run_id
+        assert conn.execute("SELECT vehicles.decode_vin('5YJ3E1EA7HF000001')->>'Make'").fetchone()[0] == "TESLA"
