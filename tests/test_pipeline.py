@@ -193,15 +193,17 @@ def test_a_run_whose_staging_was_replaced_cannot_promote_it(platform_db: Setting
     pipeline.key_gate_step(platform_db, "run-b")  # the owner carries on
 
 
-def test_retried_build_keys_step_resumes_and_the_run_goes_live(platform_db: Settings) -> None:
-    """Airflow retries a failed task: build_keys run again over keys it already committed must pass
-    (indexes IF NOT EXISTS, keys skipped once declared, functions replaced), and the run must go on."""
+def test_retried_transform_and_build_keys_steps_resume_and_the_run_goes_live(platform_db: Settings) -> None:
+    """Airflow retries a failed task: transform run again over derived tables it committed, and
+    build_keys over keys it committed, must pass (derived tables rebuilt, indexes IF NOT EXISTS,
+    keys skipped once declared, functions replaced), and the run must go on."""
     ref = pipeline.source_ref(platform_db, None, "2026_02")
     run_id = "run-retry"
     pipeline.start_run(platform_db, run_id, ref, "manual")
     pipeline.extract_load_step(platform_db, run_id, ref)
     pipeline.key_gate_step(platform_db, run_id)
     pipeline.transform_step(platform_db, run_id)
+    pipeline.transform_step(platform_db, run_id)  # a retried transform rebuilds its tables
     pipeline.build_keys_step(platform_db, run_id)
     with connect(platform_db) as conn:
         keys_before = conn.execute(

@@ -230,6 +230,14 @@ def derive(conn: psycopg.Connection, schema: str = STAGING_SCHEMA, conninfo: str
     """
     seconds: dict[str, float] = {}
     t = time.monotonic()
+    # A retried step (Airflow retries a failed task) finds the tables of the files that committed
+    # before the failure: derived tables are only ever rebuilt from the loaded ones, so start over.
+    stale = [x for x in DERIVED_TABLES if x in set(schema_tables(conn, schema))]
+    if stale:
+        with conn.transaction():
+            conn.execute(sql.SQL("DROP TABLE {} CASCADE").format(
+                sql.SQL(", ").join(sql.Identifier(schema, x) for x in stale)))
+        log.info("dropped %d derived tables left by an earlier attempt of this step", len(stale))
     _analyze(conn, schema)  # fresh COPYs have no statistics: the derivations' joins would misplan
     seconds["analyze"] = time.monotonic() - t
     files = {p.stem: p for p in sql_files("derive")}
