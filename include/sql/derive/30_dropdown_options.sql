@@ -11,9 +11,11 @@
 
 SET LOCAL work_mem = '256MB';
 
--- Model patterns (only of schemas some public link uses) with their make and key masks.
-CREATE TEMP TABLE dd_model ON COMMIT DROP AS
-SELECT DISTINCT p.vin_schema_id, mm.make_id, mm.model_id,
+-- The keys' masks as 14 plain columns for the compatibility test below: decode_key.masks (one
+-- bit per character a position admits) with "no constraint" ('*', '|', or past the key's end: 0
+-- or NULL there) made all ones (-1), so the test is one AND per position, no array access.
+CREATE TEMP TABLE dd_key ON COMMIT DROP AS
+SELECT k.keys,
        coalesce(nullif(k.masks[1], 0), -1) AS m1,
        coalesce(nullif(k.masks[2], 0), -1) AS m2,
        coalesce(nullif(k.masks[3], 0), -1) AS m3,
@@ -28,30 +30,22 @@ SELECT DISTINCT p.vin_schema_id, mm.make_id, mm.model_id,
        coalesce(nullif(k.masks[12], 0), -1) AS m12,
        coalesce(nullif(k.masks[13], 0), -1) AS m13,
        coalesce(nullif(k.masks[14], 0), -1) AS m14
+FROM decode_key k;
+ANALYZE dd_key;
+
+-- Model patterns (only of schemas some public link uses) with their make and key masks.
+CREATE TEMP TABLE dd_model ON COMMIT DROP AS
+SELECT DISTINCT p.vin_schema_id, mm.make_id, mm.model_id, k.m1, k.m2, k.m3, k.m4, k.m5, k.m6, k.m7, k.m8, k.m9, k.m10, k.m11, k.m12, k.m13, k.m14
 FROM pattern p
 JOIN make_model mm ON mm.model_id = CASE WHEN p.attribute_id ~ '^[0-9]{1,9}$' THEN p.attribute_id::int END
-JOIN decode_key k ON k.keys = upper(p.keys)
+JOIN dd_key k ON k.keys = upper(p.keys)
 WHERE p.element_id = 28
   AND p.vin_schema_id IN (SELECT vin_schema_id FROM public_schema_link);
 ANALYZE dd_model;
 
 -- Option patterns grouped by (schema, key): the attributes one key sets together.
 CREATE TEMP TABLE dd_group ON COMMIT DROP AS
-SELECT g.*,
-       coalesce(nullif(k.masks[1], 0), -1) AS m1,
-       coalesce(nullif(k.masks[2], 0), -1) AS m2,
-       coalesce(nullif(k.masks[3], 0), -1) AS m3,
-       coalesce(nullif(k.masks[4], 0), -1) AS m4,
-       coalesce(nullif(k.masks[5], 0), -1) AS m5,
-       coalesce(nullif(k.masks[6], 0), -1) AS m6,
-       coalesce(nullif(k.masks[7], 0), -1) AS m7,
-       coalesce(nullif(k.masks[8], 0), -1) AS m8,
-       coalesce(nullif(k.masks[9], 0), -1) AS m9,
-       coalesce(nullif(k.masks[10], 0), -1) AS m10,
-       coalesce(nullif(k.masks[11], 0), -1) AS m11,
-       coalesce(nullif(k.masks[12], 0), -1) AS m12,
-       coalesce(nullif(k.masks[13], 0), -1) AS m13,
-       coalesce(nullif(k.masks[14], 0), -1) AS m14
+SELECT g.*, k.m1, k.m2, k.m3, k.m4, k.m5, k.m6, k.m7, k.m8, k.m9, k.m10, k.m11, k.m12, k.m13, k.m14
 FROM (
     SELECT p.vin_schema_id, upper(p.keys) AS keys,
            max(p.attribute_id) FILTER (WHERE p.element_id = 38) AS trim_name,
@@ -70,13 +64,11 @@ FROM (
       AND p.vin_schema_id IN (SELECT vin_schema_id FROM dd_model)
     GROUP BY p.vin_schema_id, upper(p.keys)
 ) g
-JOIN decode_key k ON k.keys = g.keys;
+JOIN dd_key k ON k.keys = g.keys;
 ANALYZE dd_group;
 
 -- Compatible (model, option group) pairs of one schema: at every one of the 14 key positions
--- the two keys admit a common character. m1..m14 are decode_key.masks (one bit per character a
--- position admits) with "no constraint" ('*', '|', or past the key's end: 0 or NULL there) made
--- all ones (-1), so the test is one AND per position over plain columns, no array access.
+-- the two keys admit a common character (m1..m14 of dd_key).
 CREATE TEMP TABLE dd_pair ON COMMIT DROP AS
 SELECT m.vin_schema_id, m.make_id, m.model_id, g.trim_name, g.displacement_l, g.cylinders, g.engine_model,
        g.fuel_type, g.transmission_style, g.transmission_speeds
