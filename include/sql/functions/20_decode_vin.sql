@@ -663,7 +663,7 @@ BEGIN
         FROM items i
         JOIN {{schema}}.decode_element de ON de.element_id = i.element_id
         GROUP BY i.pid, de.element_id, de.code, de.output, de.weight
-    ), doc AS (
+    ), doc AS MATERIALIZED (
         SELECT p.pid,
                coalesce(jsonb_object_agg(p.code, coalesce(p.val, '')) FILTER (WHERE p.output AND p.code IS NOT NULL), '{}') AS doc,
                sum(p.weight) FILTER (WHERE p.filled) AS el_weight
