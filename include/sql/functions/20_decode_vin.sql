@@ -703,7 +703,7 @@ BEGIN
         GROUP BY l.pid
     ), res AS MATERIALIZED (  -- its figures are read several times below: computed once
         SELECT s.pid, s.v, s.pno, s.my, s.conclusive, s.public_wmi_id, s.car_lt, s.vehicle_type_id, s.manufacturer_id,
-               d.doc, d.el_weight, coalesce(f.n_pat, 0) AS n_pat, f.body_attr, a.model_attr, a.make_attr,
+               d.el_weight, coalesce(f.n_pat, 0) AS n_pat, f.body_attr, a.model_attr, a.make_attr,
                CASE WHEN s.public_wmi_id IS NOT NULL AND coalesce(f.n_pat, 0) > 0 THEN
                    (SELECT coalesce(string_agg(q.pos::text, ',' ORDER BY q.pos), '')
                     FROM unnest(ARRAY[4, 5, 6, 7, 8, 11]) q(pos)
@@ -819,9 +819,11 @@ BEGIN
             WHERE x.id = ANY (c.code_ids)
         ) ec
     ), passes AS (
-        SELECT sc.v, sc.pno, sc.err_value AS err, sc.el_weight AS elw, NULLIF(sc.n_pat, 0) AS npat,
+        -- the pass's figures and its error fields; its element values (doc) stay in `doc` until
+        -- the best pass is known, so no wide row is carried through the flags and sorts above
+        SELECT sc.pid, sc.v, sc.pno, sc.err_value AS err, sc.el_weight AS elw, NULLIF(sc.n_pat, 0) AS npat,
                CASE WHEN sc.public_wmi_id IS NOT NULL THEN sc.my END AS my,
-               coalesce(sc.doc, '{}') || jsonb_build_object(
+               jsonb_build_object(
                    'ErrorCode', coalesce(array_to_string(sc.codes, ','), ''),
                    'ErrorText', coalesce(sc.names, ''),
                    'SuggestedVIN', coalesce(sc.corrected, ''),
@@ -829,7 +831,7 @@ BEGIN
                    'AdditionalErrorText', coalesce(a4.t, ''),
                    'MakeID', coalesce(sc.make_attr, ''),
                    'ModelID', coalesce(sc.model_attr, ''),
-                   'ManufacturerId', coalesce(CASE WHEN sc.public_wmi_id IS NOT NULL THEN sc.manufacturer_id::text END, '')) AS doc
+                   'ManufacturerId', coalesce(CASE WHEN sc.public_wmi_id IS NOT NULL THEN sc.manufacturer_id::text END, '')) AS extra
         FROM scored sc
         CROSS JOIN LATERAL (SELECT CASE WHEN sc.c14 THEN left(trim(coalesce(sc.addl, '') || ' Unused position(s): ' || sc.unused || '. '), 500)
                                         ELSE sc.addl END AS t) a1
@@ -844,18 +846,19 @@ BEGIN
                                         ELSE a3.t END AS t) a4
     ), best AS (
         -- error weights, element weights, pattern count, model year (NULLs first), the earlier pass
-        SELECT DISTINCT ON (p.v) p.v, p.doc
+        SELECT DISTINCT ON (p.v) p.v, p.pid, p.extra
         FROM passes p
         ORDER BY p.v, p.err DESC, p.elw DESC, p.npat DESC, p.my DESC, p.pno
     )
     SELECT i.raw,
            -- the small objects first: one merge into the ~150-key template per VIN, not two
-           (SELECT t.doc FROM {{schema}}.decode_template t) || (b.doc
+           (SELECT t.doc FROM {{schema}}.decode_template t) || (coalesce(d.doc, '{}') || b.extra
            || jsonb_build_object('VIN', i.v, 'VehicleDescriptor',
                   upper(left(overlay(left(i.v || '*****************', 17) PLACING '*' FROM 9 FOR 1),
                              CASE WHEN substr(i.v, 3, 1) = '9' THEN 14 ELSE 11 END))))
     FROM input i
     JOIN best b ON b.v = i.v
+    LEFT JOIN doc d ON d.pid = b.pid
     ORDER BY i.ord;
     IF mode <> want THEN
         PERFORM set_config('plan_cache_mode', mode, true);
