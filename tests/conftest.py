@@ -87,7 +87,7 @@ def build_catalog(dbname: str, source_url: str) -> None:
         load.prepare_staging(conn)
         load.extract_load(open_source(source_url), dsn(dbname), 20000)
         load.repair(conn)
-        load.derive(conn, conninfo=dsn(dbname))
+        load.derive(conn)
         load.build_keys(conn)
         swap.promote(conn)
 

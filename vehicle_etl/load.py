@@ -17,7 +17,7 @@ from psycopg import sql
 
 from vehicle_etl import extract
 from vehicle_etl.config import READER_ROLE, STAGING_SCHEMA
-from vehicle_etl.platform_db import run_in_schema, schema_tables, sql_file, sql_files
+from vehicle_etl.platform_db import run_in_schema, schema_tables, sibling, sql_file, sql_files
 from vehicle_etl.sources import Source, open_source
 from vehicle_etl.spec import DERIVED_TABLES, LOOKUP_TARGET, LOOKUPS_WITH_OWN_TABLE, TABLES, by_source
 
@@ -220,11 +220,10 @@ def repair(conn: psycopg.Connection, schema: str = STAGING_SCHEMA) -> None:
             run_in_schema(conn, schema, path.read_text())
 
 
-def derive(conn: psycopg.Connection, schema: str = STAGING_SCHEMA, conninfo: str | None = None,
-           workers: int = 2) -> dict[str, float]:
+def derive(conn: psycopg.Connection, schema: str = STAGING_SCHEMA, workers: int = 2) -> dict[str, float]:
     """Build the derived tables (include/sql/derive/*.sql) from the loaded ones.
 
-    With `conninfo`, up to `workers` files run at once, each on its own connection and in its own
+    Up to `workers` files run at once, each on a connection of its own (`sibling`) and in its own
     transaction, a file as soon as the files it reads from have committed (DERIVE_STEPS): the
     statements are single-threaded in PostgreSQL, so this is how the build uses every core.
     """
@@ -232,7 +231,8 @@ def derive(conn: psycopg.Connection, schema: str = STAGING_SCHEMA, conninfo: str
     t = time.monotonic()
     # A retried step (Airflow retries a failed task) finds the tables of the files that committed
     # before the failure: derived tables are only ever rebuilt from the loaded ones, so start over.
-    stale = [x for x in DERIVED_TABLES if x in set(schema_tables(conn, schema))]
+    existing = set(schema_tables(conn, schema))  # one catalog query, not one per table
+    stale = [x for x in DERIVED_TABLES if x in existing]
     if stale:
         with conn.transaction():
             conn.execute(sql.SQL("DROP TABLE {} CASCADE").format(
@@ -252,13 +252,13 @@ def derive(conn: psycopg.Connection, schema: str = STAGING_SCHEMA, conninfo: str
         seconds[name] = time.monotonic() - started
         log.info("derived %s in %.2fs", name, seconds[name])
 
-    if conninfo is None or workers < 2:
+    if workers < 2:
         for name in needs:  # the listed order reads every table after it is built
             run(conn, name)
         return seconds
 
     def run_own(name: str) -> str:
-        with psycopg.connect(conninfo, autocommit=True) as c:
+        with sibling(conn) as c:
             run(c, name)
         return name
 
@@ -278,24 +278,27 @@ def derive(conn: psycopg.Connection, schema: str = STAGING_SCHEMA, conninfo: str
     return seconds
 
 
-def build_keys(conn: psycopg.Connection, schema: str = STAGING_SCHEMA, conninfo: str | None = None,
-               workers: int = 2) -> float:
+def build_keys(conn: psycopg.Connection, schema: str = STAGING_SCHEMA, workers: int = 2) -> float:
     """Build indexes, collect statistics, declare keys, install the SQL functions, grant the reader.
 
-    The index builds (schema/indexes.sql) and the statistics are independent statements: with
-    `conninfo` they are spread over `workers` connections. The keys (over the built indexes),
-    foreign keys, functions and grants then follow in one transaction on `conn`.
+    The index builds (schema/indexes.sql) and the statistics are independent statements, spread
+    over `workers` connections (`sibling`). The keys (over the built indexes), foreign keys,
+    functions and grants then follow in one transaction on `conn`.
     """
     t = time.monotonic()
     statements: list[sql.Composable] = [
         sql.SQL(s.strip()) for s in re.split(r";[ \t]*$", sql_file("schema/indexes.sql"), flags=re.M) if _has_sql(s)]
     statements += _statistics(conn, schema)
-    if conninfo is None or workers < 2:
+    if workers < 2:
         _run_each(conn, schema, statements)
     else:
+        def run_own(share: list[sql.Composable]) -> None:
+            with sibling(conn) as c:
+                _run_each(c, schema, share)
+
         with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="index") as pool:
             shares = [statements[k::workers] for k in range(workers)]  # in order: the big tables first
-            for future in [pool.submit(_run_each_own, conninfo, schema, share) for share in shares]:
+            for future in [pool.submit(run_own, share) for share in shares]:
                 future.result()
     t_indexes = time.monotonic()
     with conn.transaction():
@@ -335,11 +338,6 @@ def _run_each(conn: psycopg.Connection, schema: str, statements: list[sql.Compos
             conn.execute(statement)
     finally:
         conn.execute("RESET search_path")
-
-
-def _run_each_own(conninfo: str, schema: str, statements: list[sql.Composable]) -> None:
-    with psycopg.connect(conninfo, autocommit=True) as c:
-        _run_each(c, schema, statements)
 
 
 def _has_sql(chunk: str) -> bool:

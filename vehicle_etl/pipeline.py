@@ -264,7 +264,7 @@ def key_gate_step(settings: Settings, run_id: str) -> None:
 def transform_step(settings: Settings, run_id: str) -> dict[str, int]:
     """Derive the dropdown and decoder tables, then check their keys like the loaded ones."""
     with step(settings, run_id, "transform") as conn:
-        load.derive(conn, conninfo=platform_conninfo(settings), workers=settings.workers)
+        load.derive(conn, workers=settings.workers)
         counts = table_counts(conn, STAGING_SCHEMA, list(DERIVED_TABLES))
         results = quality.key_checks(conn, tables=DERIVED_TABLES)
         previous = (history.get_run(conn, run_id) or {}).get("checks") or []
@@ -276,7 +276,7 @@ def transform_step(settings: Settings, run_id: str) -> dict[str, int]:
 
 def build_keys_step(settings: Settings, run_id: str) -> None:
     with step(settings, run_id, "build_keys") as conn:
-        load.build_keys(conn, conninfo=platform_conninfo(settings), workers=settings.workers)
+        load.build_keys(conn, workers=settings.workers)
 
 
 def validate_step(settings: Settings, run_id: str, *, allow_drift: bool = False) -> None:

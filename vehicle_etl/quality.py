@@ -360,11 +360,11 @@ def validate(
     if use_gx:
         parts["gx"] = timed("gx", lambda c: _gx_checks(c, schema))
     with ThreadPoolExecutor(max_workers=len(parts), thread_name_prefix="gate") as pool:
-        futures = {name: pool.submit(run) for name, run in parts.items()}
+        futures = [pool.submit(run) for run in parts.values()]
         t = time.monotonic()
         results = sql_checks(conn, schema)
         timings["sql"] = round(time.monotonic() - t, 2)
-        for future in futures.values():
+        for future in futures:
             results += future.result()
     log.info("validation of %s: %d checks in %.2fs (side by side: %s)", schema, len(results),
              time.monotonic() - started, ", ".join(f"{k} {v}s" for k, v in timings.items()))
