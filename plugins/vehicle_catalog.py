@@ -1,0 +1,44 @@
+"""Airflow plugin: the operator's page "Vehicle catalog" in the Airflow UI (wiring only).
+
+The page itself is vehicle_etl/catalog_page.py. Here it is mounted in the api-server at
+/vehicle-catalog behind Airflow's own auth (the JWT of the UI's session cookie or a Bearer token;
+read access to the DAG vpic_vehicle_etl is required), and shown in the UI's navigation and as a
+tab of every run of the DAG.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from airflow.api_fastapi.auth.managers.models.resource_details import DagAccessEntity
+from airflow.api_fastapi.core_api.security import requires_access_dag
+from airflow.plugins_manager import AirflowPlugin
+
+from vehicle_etl.catalog_page import TITLE, create_app
+
+DAG_ID = "vpic_vehicle_etl"
+URL_PREFIX = "/vehicle-catalog"
+
+
+def _login_url(request: Any) -> str:
+    """Airflow's login, coming back to the page asked for."""
+    from airflow.api_fastapi.app import get_auth_manager
+
+    return get_auth_manager().get_url_login(next_url=str(request.url))
+
+
+app = create_app(
+    dependencies=[requires_access_dag("GET", DagAccessEntity.RUN, param_dag_id=DAG_ID)],
+    login_url=_login_url,
+)
+
+
+class VehicleCatalogPlugin(AirflowPlugin):
+    name = "vehicle_catalog"
+    fastapi_apps = [{"app": app, "url_prefix": URL_PREFIX, "name": TITLE}]
+    # href without a leading slash: the UI resolves it against its base URL (a sub-path works too).
+    external_views = [
+        {"name": TITLE, "href": "vehicle-catalog/", "destination": "nav", "url_route": "vehicle-catalog"},
+        {"name": TITLE, "href": "vehicle-catalog/?run={RUN_ID}", "destination": "dag_run",
+         "url_route": "vehicle-catalog-run"},
+    ]
