@@ -38,7 +38,8 @@ class VehicleCatalogPlugin(AirflowPlugin):
     fastapi_apps = [{"app": app, "url_prefix": URL_PREFIX, "name": TITLE}]
     # href without a leading slash: the UI resolves it against its base URL (a sub-path works too).
     external_views = [
-        {"name": TITLE, "href": "vehicle-catalog/", "destination": "nav", "url_route": "vehicle-catalog"},
+        {"name": TITLE, "href": "vehicle-catalog/", "destination": "nav", "url_route": "vehicle-catalog",
+         "icon": "vehicle-catalog/icon.svg"},
         {"name": TITLE, "href": "vehicle-catalog/?run={RUN_ID}", "destination": "dag_run",
-         "url_route": "vehicle-catalog-run"},
+         "url_route": "vehicle-catalog-run", "icon": "vehicle-catalog/icon.svg"},
     ]

@@ -46,6 +46,14 @@ CSP = ("default-src 'none'; style-src 'unsafe-inline'; img-src 'self' data:; for
        "frame-ancestors 'self'; base-uri 'none'")
 
 
+# A car, in the stroke style of the UI's own nav icons.
+ICON_SVG = (
+    '<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 24 24" fill="none" stroke="#4a5568" '
+    'stroke-width="2" stroke-linecap="round" stroke-linejoin="round"><path d="M5 17H3v-5l2-5h14l2 5v5h-2"/>'
+    '<path d="M3 12h18"/><circle cx="7.5" cy="17" r="2"/><circle cx="16.5" cy="17" r="2"/>'
+    '<path d="M9.5 17h5"/></svg>')
+
+
 class PageError(Exception):
     """A problem the page shows in place of a section (with what to do about it)."""
 
@@ -130,7 +138,8 @@ class Decoded:
 def decode_vin(conn: psycopg.Connection, vin: str) -> Decoded:
     """Decode one VIN with the live catalog, as the app's reader role."""
     with read_only(conn, as_reader=True):
-        if conn.execute("SELECT to_regprocedure(%s)", (f"{LIVE_SCHEMA}.decode_vin(text,integer)",)).fetchone()[0] is None:  # type: ignore[index]
+        fn = f"{LIVE_SCHEMA}.decode_vin(text,integer)"
+        if conn.execute("SELECT to_regprocedure(%s)", (fn,)).fetchone()[0] is None:  # type: ignore[index]
             raise PageError("no live catalog to decode with yet: run the ETL first")
         started = time.perf_counter()
         result = decode.decode(conn, [vin])[0]
@@ -287,5 +296,10 @@ def create_app(
         body = render(gather(settings(), run_id=run or None, vin=vin))
         return HTMLResponse(body, headers={"Cache-Control": "no-store", "Content-Security-Policy": CSP,
                                            "X-Content-Type-Options": "nosniff"})
+
+    @app.get("/icon.svg", include_in_schema=False)
+    def icon() -> Response:
+        # The nav icon: static, no data, so no auth (the UI loads it before any page is open).
+        return Response(ICON_SVG, media_type="image/svg+xml", headers={"Cache-Control": "max-age=86400"})
 
     return app
