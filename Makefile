@@ -41,6 +41,8 @@ run: install airflow-db
 
 test: install airflow-db
 	$(BIN)/ruff check .
+	@# The browser test drives Debian's Chromium (apt-get on a fresh machine; nothing when present).
+	scripts/ensure_chromium.sh
 	$(BIN)/pytest
 
 bench: install

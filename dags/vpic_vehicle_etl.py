@@ -26,6 +26,8 @@ already live), `allow_drift` (accept a release that shrinks more than the drift 
 
 A failed run never touches `vehicles`; its staging schema is kept for inspection
 (`vehicle-etl cleanup` drops it). Roll back with `vehicle-etl rollback`.
+
+**[Vehicle catalog](plugin/vehicle-catalog)** (navigation bar): live release, runs, gate, release diff, VIN decode.
 """
 
 DEFAULT_ARGS = {
@@ -39,6 +41,7 @@ DEFAULT_ARGS = {
 
 @dag(
     dag_id="vpic_vehicle_etl",
+    description="Weekly NHTSA vPIC release -> MVP Platform vehicle catalog (gate, atomic swap)",
     schedule="@weekly",
     start_date=datetime(2026, 1, 1),
     catchup=False,
