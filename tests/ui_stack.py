@@ -32,11 +32,12 @@ USER = "operator"
 PASSWORD = "catalog-page-test-password"  # only for the throwaway Airflow of one test session
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, repr=False)
 class ApiServer:
     url: str  # http://127.0.0.1:<port>, no trailing slash
     pid: int
     home: Path
+    env: dict[str, str]  # the server's environment: run `airflow ...` commands against the same Airflow
     user: str = USER
     password: str = PASSWORD
 
@@ -131,7 +132,7 @@ def api_server(home: Path, platform_env: dict[str, str], timeout: float = 180) -
         with (home / "api-server.log").open("wb") as log:
             proc = subprocess.Popen([str(AIRFLOW), "api-server", "--host", "127.0.0.1", "--port", str(port)],
                                     env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-        server = ApiServer(f"http://127.0.0.1:{port}", proc.pid, home)
+        server = ApiServer(f"http://127.0.0.1:{port}", proc.pid, home, env)
         try:
             wait_healthy(server.url, proc, timeout)
             yield server
