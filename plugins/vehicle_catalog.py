@@ -58,6 +58,6 @@ class VehicleCatalogPlugin(AirflowPlugin):
     external_views = [
         {"name": TITLE, "href": "vehicle-catalog/", "destination": "nav", "url_route": "vehicle-catalog",
          "icon": "vehicle-catalog/icon.svg"},
-        {"name": TITLE, "href": "vehicle-catalog/?run={RUN_ID}", "destination": "dag_run",
+        {"name": TITLE, "href": "vehicle-catalog/?run={RUN_ID}#run", "destination": "dag_run",
          "url_route": "vehicle-catalog-run", "icon": "vehicle-catalog/icon.svg"},
     ]
