@@ -216,6 +216,7 @@ def gather(settings: Settings, run_id: str | None = None, vin: str | None = None
     page = Page(vin=(vin or "").strip()[:40])
     try:
         with connect(settings) as conn:
+            conn.execute("SET application_name = 'vehicle-catalog-page'")  # tells it apart in pg_stat_activity
             _fill(page, conn, run_id)
     except psycopg.OperationalError as exc:  # down or misconfigured: every section says so
         page.live_error = page.runs_error = f"cannot connect to the platform database: {_problem(exc)}"
