@@ -246,16 +246,20 @@ Vpic = Callable[..., Awaitable[Response]]
 
 
 def _flat(doc: dict[str, str], extended: bool) -> tuple[dict[str, str], int]:
-    """DecodeVinValues' one result: keys in NHTSA's (ordinal) order. Count is the number of decoded
-    variables, as NHTSA counts it: the keys less VIN, MakeID, ModelID and ManufacturerId."""
-    doc = dict(doc)
-    if extended:
-        for key in EXTENDED_KEYS:
-            doc.setdefault(key, "")
-    return dict(sorted(doc.items())), len(doc) - 4
+    """DecodeVinValues' one result: keys in NHTSA's (ordinal) order, with the keys NHTSA prints
+    that the decoder has no value for (NCSA mapping, DriverAssist, ...) as "". Count is the number of
+    decoded variables, as NHTSA counts it: not VIN, MakeID, ModelID, ManufacturerId, and the NCSA
+    variables only on the extended paths."""
+    count = len(doc) - 4 + (len(EXTENDED_KEYS) if extended else 0)
+    doc = dict.fromkeys(NHTSA_EMPTY_KEYS, "") | doc
+    return dict(sorted(doc.items())), count
 
 
-EXTENDED_KEYS = ("NCSABodyType", "NCSAMake", "NCSAModel", "NCSANote")  # not in the snapshot: ""
+# Keys of NHTSA's flat answer (recorded, tests/data/nhtsa/decode-vin.json) that vehicles.decode_vin
+# does not print: elements without a decode in the snapshot (NCSA tables, private elements).
+EXTENDED_KEYS = ("NCSABodyType", "NCSAMake", "NCSAModel", "NCSANote")
+NHTSA_EMPTY_KEYS = (*EXTENDED_KEYS, "AdaptiveHeadlights", "CashForClunkers", "DriverAssist",
+                    "NCSAMapExcApprovedBy", "NCSAMapExcApprovedOn", "NCSAMappingException")
 
 
 def _routes(app: FastAPI, vpic: Vpic) -> None:
