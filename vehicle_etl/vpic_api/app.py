@@ -243,6 +243,10 @@ Name = Annotated[str, Path(max_length=MAX_TEXT)]
 Id = Annotated[int, Path(ge=0, le=INT4)]
 Year = Annotated[int, Path(ge=1, le=9999)]
 Vpic = Callable[..., Awaitable[Response]]
+VehicleTypeQ = Annotated[str | None, Query(alias="vehicletype", max_length=MAX_TEXT)]
+OptYear = Annotated[int | None, Query(ge=1, le=9999)]
+ReqYear = Annotated[int, Query(ge=1, le=9999)]
+IdQ = Annotated[int, Query(ge=0, le=INT4)]
 
 
 def _flat(doc: dict[str, str], extended: bool) -> tuple[dict[str, str], int]:
@@ -295,7 +299,7 @@ def _routes(app: FastAPI, vpic: Vpic) -> None:
         def build(rows: list[list[dict[str, Any]]]) -> dict[str, Any]:
             docs = [_flat(r["result"], False)[0] for r in rows[0]]
             return f.envelope(docs, f.MSG_DECODE, "")
-        return await vpic(request, fields.get("format"),
+        return await vpic(request, fields.get("format") or request.query_params.get("format"),
                           [("decode_vin_batch", {"vins": [v for v, _ in entries], "years": [y for _, y in entries]})],
                           build, "DecodedVINValues", cacheable=False)
 
@@ -323,8 +327,6 @@ def _routes(app: FastAPI, vpic: Vpic) -> None:
         return await vpic(request, format, [("wmis_for_manufacturer", {
             "mfr_id": mfr_id, "mfr_like": mfr_like, "vt_id": vt_id, "vt_like": vt_like})],
             lambda rows: f.envelope(rows[0], f.MSG_RESPONSE, criteria), "WMIsForManufacturer")
-
-    VehicleTypeQ = Annotated[str | None, Query(alias="vehicletype", max_length=MAX_TEXT)]
 
     @app.get(PREFIX + "/GetWMIsForManufacturer/{manufacturer}", tags=tags, summary="WMIs of a manufacturer")
     async def wmis_for(request: Request, manufacturer: Name, vehicletype: VehicleTypeQ = None,
@@ -490,9 +492,6 @@ def _batch_entries(data: str) -> list[tuple[str, int | None]]:
 
 def _app_routes(app: FastAPI, state: Catalogs) -> None:
     tags = ["MVP Platform app"]
-    OptYear = Annotated[int | None, Query(ge=1, le=9999)]
-    ReqYear = Annotated[int, Query(ge=1, le=9999)]
-    IdQ = Annotated[int, Query(ge=0, le=INT4)]
 
     async def rows(request: Request, name: str, params: dict[str, Any]) -> Response:
         inm = request.headers.get("if-none-match")
