@@ -204,8 +204,8 @@ def create_app(conninfo: str | Callable[[], str], *, pool_size: int | None = Non
             etag = _etag(version, request, fmt)
             if _matches(inm, etag):
                 return Response(status_code=304, headers=_headers(version, etag))
-        version, rows = await state.catalog.read(statements)
-        data, media = f.render(build(rows), fmt, item)
+        version, texts = await state.catalog.read(statements)
+        data, media = f.render(build([json.loads(t) for t in texts]), fmt, item)
         etag = _etag(version, request, fmt) if cacheable else None
         return Response(data, media_type=media, headers=_headers(version, etag))
 
@@ -500,9 +500,8 @@ def _app_routes(app: FastAPI, state: Catalogs) -> None:
             etag = _etag(version, request, "json")
             if _matches(inm, etag):
                 return Response(status_code=304, headers=_headers(version, etag))
-        version, result = await state.catalog.read([(name, params)])
-        data = json.dumps(result[0], ensure_ascii=False, separators=(",", ":")).encode()
-        return Response(data, media_type=f.MEDIA_TYPES["json"],
+        version, texts = await state.catalog.read([(name, params)])
+        return Response(texts[0].encode(), media_type=f.MEDIA_TYPES["json"],
                         headers=_headers(version, _etag(version, request, "json")))
 
     @app.get(PREFIX + "/dropdown/makes", tags=tags, summary="vehicles.dropdown_makes")

@@ -17,7 +17,6 @@ from functools import cache
 from typing import Any
 
 import psycopg
-from psycopg.rows import dict_row
 from psycopg_pool import AsyncConnectionPool
 
 from vehicle_etl.config import READER_ROLE
@@ -31,6 +30,13 @@ ATTEMPTS = 3  # a swap between the two version reads retries; three swaps in a r
 @cache
 def query(name: str) -> str:
     return sql_file(f"api/{name}.sql")
+
+
+@cache
+def as_json(name: str) -> str:
+    """The query's rows as one JSON array built by PostgreSQL (columns in order, numbers as numbers):
+    no per-row work in Python, and the dropdown paths send this text as it is."""
+    return f"SELECT coalesce(json_agg(q), '[]'::json)::text FROM (\n{query(name)}\n) q"
 
 
 @dataclass(frozen=True)
@@ -53,7 +59,7 @@ class Catalog:
     def __init__(self, conninfo: str, *, min_size: int = 1, max_size: int = 10, timeout: float = 5.0) -> None:
         self.pool = AsyncConnectionPool(
             conninfo, min_size=min_size, max_size=max_size, timeout=timeout, open=False,
-            kwargs={"autocommit": True, "prepare_threshold": 0}, name="vpic-api",
+            kwargs={"autocommit": True}, name="vpic-api",
             reconnect_timeout=30.0)
 
     async def open(self) -> None:
@@ -67,8 +73,9 @@ class Catalog:
         version, _ = await self.read([])
         return version
 
-    async def read(self, statements: list[tuple[str, dict[str, Any]]]) -> tuple[Version, list[list[dict[str, Any]]]]:
-        """Run named queries (file name under include/sql/api, parameters) in one snapshot."""
+    async def read(self, statements: list[tuple[str, dict[str, Any]]]) -> tuple[Version, list[str]]:
+        """Run named queries (file name under include/sql/api, parameters) in one snapshot; each
+        answer is its rows as a JSON array (text)."""
         for attempt in range(1, ATTEMPTS + 1):
             try:
                 before, results, after = await self._read_once(statements)
@@ -82,7 +89,7 @@ class Catalog:
         raise CatalogUnavailable("the live release kept changing during the read")
 
     async def _read_once(self, statements: list[tuple[str, dict[str, Any]]]
-                         ) -> tuple[Version, list[list[dict[str, Any]]], Version]:
+                         ) -> tuple[Version, list[str], Version]:
         async with self.pool.connection() as conn:
             # On an error the pool rolls back (or discards) the connection when it is returned.
             async with conn.pipeline():
@@ -91,13 +98,11 @@ class Catalog:
                 v1 = await conn.execute(query("version"))
                 curs = []
                 for name, params in statements:
-                    cur = conn.cursor(row_factory=dict_row)
-                    await cur.execute(query(name), params)
-                    curs.append(cur)
+                    curs.append(await conn.execute(as_json(name), params))
                 v2 = await conn.execute(query("version"))
                 await conn.execute("COMMIT")
             before = _version(await v1.fetchone())
-            results = [await c.fetchall() for c in curs]
+            results = [(await c.fetchone())[0] for c in curs]  # type: ignore[index]
             after = _version(await v2.fetchone())
         return before, results, after
 
