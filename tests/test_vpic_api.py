@@ -323,6 +323,28 @@ def test_health_503_when_the_database_is_down_at_start() -> None:
         assert c.get("/api/vehicles/GetAllMakes?format=json").status_code == 503
 
 
+def test_every_request_runs_as_the_reader_role(db: str) -> None:
+    """A login user that is not a member of mvp_platform_reader cannot SET ROLE: the service answers
+    503 naming the problem, instead of reading with the login user's own rights."""
+    role = f"vetl_api_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(TEST_PG, autocommit=True) as admin:
+        admin.execute(f'CREATE ROLE "{role}" LOGIN')
+        admin.execute(f'GRANT CONNECT ON DATABASE "{db}" TO "{role}"')
+        try:
+            info = psycopg.conninfo.conninfo_to_dict(dsn(db)) | {"user": role}
+            with TestClient(create_app(psycopg.conninfo.make_conninfo(**info), pool_size=1),
+                            raise_server_exceptions=False) as c:
+                r = c.get("/api/vehicles/GetAllMakes?format=json")
+                assert r.status_code == 503 and "permission denied to set role" in r.json()["Message"]
+                admin.execute(f'GRANT mvp_platform_reader TO "{role}"')
+                r = c.get("/api/vehicles/GetAllMakes?format=json")
+                assert r.status_code == 200 and r.json()["Count"] > 0
+        finally:
+            admin.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = %s", (role,))
+            admin.execute(f'REVOKE ALL ON DATABASE "{db}" FROM "{role}"')
+            admin.execute(f'DROP ROLE "{role}"')
+
+
 # --- OpenAPI, schemathesis, and the real process ----------------------------------------------
 
 NHTSA_PATHS = ["DecodeVin", "DecodeVinValues", "DecodeVinExtended", "DecodeVinValuesExtended", "DecodeVINValuesBatch",
