@@ -170,6 +170,8 @@ def _id_or_like(text: str) -> tuple[int | None, str | None]:
 
 
 class Catalogs:
+    """Where the routes find the catalog the lifespan opened (one per application)."""
+
     catalog: Catalog
 
 
