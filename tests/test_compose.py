@@ -95,6 +95,7 @@ def test_services(compose: dict[str, Any]) -> None:
     assert set(services) == {
         "airflow-db", "redis", "mssql-source", "mvp-platform-database", "airflow-init",
         "airflow-api-server", "airflow-scheduler", "airflow-dag-processor", "airflow-triggerer", "airflow-worker",
+        "mvp-platform-api",
     }
     airflow = [n for n in services if n.startswith("airflow-") and n != "airflow-db"]
     for name in airflow:
@@ -110,6 +111,26 @@ def test_services(compose: dict[str, Any]) -> None:
     dockerfile = (ROOT / "Dockerfile").read_text()
     assert "FROM apache/airflow:3.3.2-python3.11" in dockerfile
     assert "-r /opt/vehicle-etl/requirements.txt" in dockerfile and "-e /opt/vehicle-etl" in dockerfile
+
+
+def test_platform_api(compose: dict[str, Any]) -> None:
+    """vehicle-etl serve over the platform database: its own settings, loopback port, a real health path."""
+    svc = compose["services"]["mvp-platform-api"]
+    assert svc["image"] == "vehicle-etl-airflow:3.3.2" and ".:/opt/vehicle-etl" in svc["volumes"]
+    assert svc["entrypoint"][:2] == ["vehicle-etl", "serve"]
+    port = svc["entrypoint"][svc["entrypoint"].index("--port") + 1]
+    assert svc["ports"] == [f"127.0.0.1:{port}:{port}"]  # published on the host's loopback only
+    env = svc["environment"]
+    assert (env["MVP_PLATFORM_DB_HOST"], env["MVP_PLATFORM_DB_PORT"]) == ("mvp-platform-database", "5432")
+    assert env["MVP_PLATFORM_DB_PASSWORD"] == env_example()["MVP_PLATFORM_DB_PASSWORD"]
+    assert not any(k.startswith("AIRFLOW") for k in env)  # no Airflow secrets in the API
+    test = " ".join(svc["healthcheck"]["test"])
+    assert "--fail" in test and f"http://localhost:{port}/api/vehicles/health" in test
+    assert svc["depends_on"] == {"mvp-platform-database": {"condition": "service_healthy"}}
+    from vehicle_etl.vpic_api.app import create_app
+
+    paths = {r.path for r in create_app("").routes}  # type: ignore[attr-defined]
+    assert "/api/vehicles/health" in paths
 
 
 def test_executor_local_by_default_and_celery_profile(compose: dict[str, Any]) -> None:

@@ -157,6 +157,12 @@ def cmd_cleanup(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
+    from vehicle_etl.vpic_api.server import serve
+
+    return serve(settings, args.host, args.port)
+
+
 def cmd_embedded_stop(args: argparse.Namespace, settings: Settings) -> int:
     from vehicle_etl.embedded import stop_embedded
 
@@ -197,6 +203,11 @@ def build_parser() -> argparse.ArgumentParser:
     f.set_defaults(func=cmd_diff)
 
     sub.add_parser("cleanup", help="drop a staging schema kept by a failed run").set_defaults(func=cmd_cleanup)
+    v = sub.add_parser("serve", help="NHTSA's vPIC REST API and the dropdown paths over the live catalog")
+    v.add_argument("--host", default="127.0.0.1", help="address to bind (default: loopback only)")
+    v.add_argument("--port", type=int, default=8090)
+    v.set_defaults(func=cmd_serve)
+
     sub.add_parser("embedded-stop", help="stop the embedded PostgreSQL").set_defaults(func=cmd_embedded_stop)
     return p
 

@@ -1,0 +1,447 @@
+"""`vehicle-etl serve`: NHTSA's vPIC paths and the app's paths, on a real catalog built from the sample.
+
+Most tests call the ASGI app in-process (Starlette's TestClient, which runs the app's lifespan and
+its real connection pool against real PostgreSQL); test_server_process starts the real command as
+a process on a free loopback port. Recorded NHTSA answers: tests/data/nhtsa (PROVENANCE.md).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import uuid
+import xml.etree.ElementTree as ET
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import httpx
+import psycopg
+import pytest
+from conftest import TEST_PG, build_catalog, create_database, drop_database, dsn
+from starlette.testclient import TestClient
+
+from vehicle_etl.decode import ensure_reader_role
+from vehicle_etl.vpic_api.app import create_app
+
+FIXTURES = Path(__file__).parent / "data" / "nhtsa"
+VIN = "5YJ3A1E12HF000001"  # Tesla Model 3 2017, in the sample
+RUN_ID = "api-test-run"
+ENVELOPE = ["Count", "Message", "SearchCriteria", "Results"]
+
+
+@pytest.fixture(scope="module")
+def db(sample_url: str) -> Iterator[str]:
+    name = create_database("vetl_api")
+    try:
+        build_catalog(name, sample_url)
+        with psycopg.connect(dsn(name), autocommit=True) as conn:
+            ensure_reader_role(conn)
+            # what the pipeline's swap writes (conftest.build_catalog promotes without it)
+            conn.execute("INSERT INTO vehicles.catalog_info (release, source, run_id) VALUES ('sample', 'test', %s)",
+                         (RUN_ID,))
+        yield name
+    finally:
+        drop_database(name)
+
+
+@pytest.fixture(scope="module")
+def sql(db: str) -> Iterator[psycopg.Connection]:
+    # application_name: spared when test_health_and_paths_503... drops the service's connections
+    with psycopg.connect(dsn(db), autocommit=True, application_name="keep") as conn:
+        yield conn
+
+
+@pytest.fixture(scope="module")
+def client(db: str) -> Iterator[TestClient]:
+    with TestClient(create_app(dsn(db), pool_size=4), raise_server_exceptions=False) as c:
+        yield c
+
+
+def get(client: TestClient, path: str, **params: Any) -> httpx.Response:
+    return client.get("/api/vehicles/" + path, params=params)
+
+
+def body(r: httpx.Response) -> dict[str, Any]:
+    assert r.status_code == 200, r.text
+    data = r.json()
+    assert list(data) == ENVELOPE
+    assert isinstance(data["Count"], int) and isinstance(data["Message"], str)
+    return data
+
+
+# --- recorded NHTSA answers: same request, same shape ------------------------------------------------
+
+def fixtures() -> list[dict[str, Any]]:
+    return [json.loads(p.read_text()) | {"name": p.stem} for p in sorted(FIXTURES.glob("*.json"))]
+
+
+def local(client: TestClient, rec: dict[str, Any]) -> httpx.Response:
+    url = urlsplit(rec["url"])
+    path = url.path.removeprefix("/api")
+    if rec.get("post_data"):
+        return client.post("/api" + path + "?" + url.query, data=rec["post_data"])
+    return client.get("/api" + path + "?" + url.query)
+
+
+@pytest.mark.parametrize("rec", fixtures(), ids=lambda r: r["name"])
+def test_shape_matches_recorded_nhtsa_answer(client: TestClient, rec: dict[str, Any]) -> None:
+    want = rec["content"]
+    got = body(local(client, rec))
+    assert got["Message"] == want["Message"]
+    assert got["SearchCriteria"] == want["SearchCriteria"]
+    if not (got["Results"] and want["Results"]):
+        return
+    ours, theirs = got["Results"][0], want["Results"][0]
+    if "ErrorCode" in theirs:  # the flat decode: every key NHTSA prints, in NHTSA's ordinal order, strings
+        assert set(theirs) <= set(ours)
+        assert list(ours) == sorted(ours)
+        assert all(isinstance(v, str) for r in got["Results"] for v in r.values())
+    else:
+        assert list(ours) == list(theirs)
+    for key, value in theirs.items():
+        # the type NHTSA prints; null where the catalog does not hold the field (docs/API.md)
+        if value is not None:
+            assert ours[key] is None or type(ours[key]) is type(value), (key, ours[key], value)
+
+
+@pytest.mark.parametrize("name", ["get-models-for-make-year", "get-models-for-makeid-year",
+                                  "get-models-for-make-year-vehicletype", "get-models-for-makeid-year-vehicletype"])
+def test_values_equal_recorded_answer_where_history_cannot_drift(client: TestClient, name: str) -> None:
+    """Tesla's models of 2020/2021, recorded from NHTSA in 2021, are the same on the sample's release."""
+    rec = json.loads((FIXTURES / f"{name}.json").read_text())
+    got = body(local(client, rec))
+    assert got["Results"] == rec["content"]["Results"]
+    assert got["Count"] == rec["content"]["Count"]
+
+
+def test_decode_vin_rows_as_nhtsa_prints_them(client: TestClient) -> None:
+    rows = body(get(client, f"DecodeVin/{VIN}", format="json"))["Results"]
+    assert [r["VariableId"] for r in rows[:5]] == [142, 143, 144, 156, 191]  # NHTSA's first five
+    by = {r["Variable"]: r for r in rows}
+    assert list(rows[0]) == ["Value", "ValueId", "Variable", "VariableId"]
+    assert by["Make"]["Value"] == "TESLA" and by["Make"]["ValueId"].isdigit()
+    assert by["Error Code"]["Value"] == by["Error Code"]["ValueId"] == "0"
+    assert by["Vehicle Type"] == {"Value": "PASSENGER CAR", "ValueId": "2", "Variable": "Vehicle Type",
+                                  "VariableId": 39}
+    assert by["Model Year"]["ValueId"] == ""  # a text variable
+    assert by["Suggested VIN"]["Value"] == "" and by["Additional Error Text"]["Value"] is None
+
+
+# --- the same answers as the SQL functions ---------------------------------------------------------
+
+def test_decode_answers_equal_the_sql_function(client: TestClient, sql: psycopg.Connection) -> None:
+    for vin, year in ((VIN, None), (VIN, 2019), ("5YJ3A1E1", None), ("KNDJ23AU4N7000001", None)):
+        want = sql.execute("SELECT vehicles.decode_vin(%s, %s)", (vin, year)).fetchone()[0]  # type: ignore[index]
+        params = {"format": "json"} | ({"modelyear": year} if year else {})
+        got = body(get(client, f"DecodeVinValues/{vin}", **params))["Results"][0]
+        assert {k: v for k, v in got.items() if k in want} == want
+        assert got["VIN"] == vin.upper()
+
+
+def test_batch_equals_decode_vin_per_vin(client: TestClient, sql: psycopg.Connection) -> None:
+    entries = [(VIN, None), (VIN, 2018), ("5YJ3A1E1", None), ("IOQ" + VIN[3:], None), ("KNDJ23AU4N7000001", 2022)]
+    data = ";".join(v if y is None else f"{v}, {y}" for v, y in entries)
+    got = body(client.post("/api/vehicles/DecodeVINValuesBatch/", data={"format": "json", "data": data}))
+    assert got["Count"] == len(entries) and got["SearchCriteria"] == ""
+    for (vin, year), res in zip(entries, got["Results"], strict=True):
+        want = sql.execute("SELECT vehicles.decode_vin(%s, %s)", (vin, year)).fetchone()[0]  # type: ignore[index]
+        assert {k: v for k, v in res.items() if k in want} == want
+
+
+@pytest.mark.parametrize(("path", "call", "params"), [
+    ("makes", "dropdown_makes(2020, false)", {"model_year": 2020}),
+    ("makes", "dropdown_makes(NULL, true)", {"all_types": "true"}),
+    ("models", "dropdown_models(441, 2020)", {"make_id": 441, "model_year": 2020}),
+    ("trims", "dropdown_trims(441, 17834, 2020)", {"make_id": 441, "model_id": 17834, "model_year": 2020}),
+    ("engines", "dropdown_engines(441, 17834, 2020)", {"make_id": 441, "model_id": 17834, "model_year": 2020}),
+    ("transmissions", "dropdown_transmissions(441, 17834, 2020)",
+     {"make_id": 441, "model_id": 17834, "model_year": 2020}),
+])
+def test_dropdowns_return_exactly_the_function_rows(client: TestClient, sql: psycopg.Connection, path: str,
+                                                    call: str, params: dict[str, Any]) -> None:
+    cur = sql.execute(f"SELECT * FROM vehicles.{call}")
+    names = [c.name for c in cur.description or []]
+    want = [dict(zip(names, row, strict=True)) for row in cur.fetchall()]
+    r = get(client, f"dropdown/{path}", **params)
+    assert r.status_code == 200 and r.json() == want
+    assert all(list(row) == names for row in r.json())
+    if path == "makes":
+        assert want  # the comparison compared rows
+
+
+# --- formats and case-insensitivity --------------------------------------------------------------
+
+def test_xml_is_nhtsas_default_and_csv_has_the_results(client: TestClient) -> None:
+    r = get(client, "GetModelsForMakeId/441")
+    assert r.headers["content-type"].startswith("application/xml")
+    root = ET.fromstring(r.content)
+    assert [c.tag for c in root] == ["Count", "Message", "SearchCriteria", "Results"]
+    items = list(root.find("Results"))  # type: ignore[arg-type]
+    assert len(items) == int(root.findtext("Count")) > 0  # type: ignore[arg-type]
+    assert items[0].tag == "MakeModels" and items[0].findtext("Make_Name") == "TESLA"
+    assert ET.fromstring(get(client, "GetAllMakes", format="xml").content).find("SearchCriteria") is None  # null
+
+    r = get(client, "GetModelsForMakeId/441", format="CSV")
+    assert r.headers["content-type"].startswith("text/csv")
+    lines = list(csv.reader(io.StringIO(r.text)))
+    assert lines[0] == ["make_id", "make_name", "model_id", "model_name"]
+    assert len(lines) - 1 == body(get(client, "GetModelsForMakeId/441", format="json"))["Count"]
+    flat = list(csv.DictReader(io.StringIO(get(client, f"DecodeVinValues/{VIN}", format="csv").text)))
+    assert len(flat) == 1 and flat[0]["make"] == "TESLA" and flat[0]["modelyear"] == "2017"
+
+
+def test_paths_and_parameters_are_case_insensitive(client: TestClient) -> None:
+    canonical = client.get(f"/api/vehicles/DecodeVinValues/{VIN}?format=json&modelyear=2017")
+    for variant in (f"/API/Vehicles/decodevinvalues/{VIN}?FORMAT=JSON&ModelYear=2017",
+                    f"/api/vehicles/DECODEVINVALUES/{VIN.lower()}?Format=json&MODELYEAR=2017"):
+        r = client.get(variant)
+        assert r.status_code == 200
+        assert r.json()["Results"] == canonical.json()["Results"]
+    a = client.get("/api/vehicles/getmodelsformakeyear/MAKE/tesla/ModelYear/2020/VehicleType/car?format=json")
+    b = client.get("/api/vehicles/GetModelsForMakeYear/make/TESLA/modelyear/2020/vehicletype/Car?format=json")
+    assert a.status_code == 200 and a.json()["Results"] == b.json()["Results"] and a.json()["Count"] > 0
+    assert client.get("/api/vehicles/getmodelsformakeidyear/MAKEID/441/modelyear/2020?format=json").json()["Count"] > 0
+
+
+# --- caching -----------------------------------------------------------------------------------
+
+def test_version_header_etag_and_304_until_the_release_changes(client: TestClient, sql: psycopg.Connection) -> None:
+    path = f"DecodeVinValues/{VIN}"
+    r = get(client, path, format="json")
+    assert r.headers["X-Vpic-Data-Version"] == f"sample; run={RUN_ID}"
+    etag = r.headers["ETag"]
+    assert r.headers["Cache-Control"] == "public, no-cache"
+    assert get(client, path, format="xml").headers["ETag"] != etag  # one tag per representation
+    again = client.get(f"/api/vehicles/{path}", params={"format": "json"}, headers={"If-None-Match": etag})
+    assert again.status_code == 304 and again.content == b"" and again.headers["ETag"] == etag
+    try:
+        sql.execute("UPDATE vehicles.catalog_info SET run_id = 'next-run'")  # what a swap changes
+        after = client.get(f"/api/vehicles/{path}", params={"format": "json"}, headers={"If-None-Match": etag})
+        assert after.status_code == 200 and after.headers["ETag"] != etag
+        assert after.headers["X-Vpic-Data-Version"] == "sample; run=next-run"
+    finally:
+        sql.execute("UPDATE vehicles.catalog_info SET run_id = %s", (RUN_ID,))
+    d = get(client, "dropdown/makes", model_year=2020)
+    assert client.get("/api/vehicles/dropdown/makes?model_year=2020",
+                      headers={"If-None-Match": d.headers["ETag"]}).status_code == 304
+
+
+# --- bad input --------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize(("vin", "code"), [("5YJ", "6"), ("5YJ3A1E12HF00000O", "400"), ("IOQ3A1E12HF000001", "7"),
+                                           ("5YJ3A1E12HF000001" + "Z" * 60, "0"), ("*", "6")])
+def test_bad_vins_get_nhtsas_error_codes(client: TestClient, vin: str, code: str) -> None:
+    res = body(get(client, f"DecodeVinValues/{vin}", format="json"))["Results"][0]
+    assert code in res["ErrorCode"].split(","), res["ErrorCode"]
+    assert res["ErrorText"]
+
+
+@pytest.mark.parametrize("path", ["GetModelsForMake/NO SUCH MAKE", "GetModelsForMakeId/999999999",
+                                  "GetVehicleTypesForMake/zzzzqq", "DecodeWMI/QQQ", "DecodeWMI/TOOLONGWMI",
+                                  "GetModelsForMake/'; DROP TABLE vehicles.make; --", "GetModelsForMake/%25",
+                                  "GetManufacturerDetails/9999999999999", "GetVehicleVariableValuesList/nothing",
+                                  "GetAllManufacturers?ManufacturerType=Incomplete&", "GetMakesForVehicleType/_"])
+def test_unknown_names_give_count_zero(client: TestClient, sql: psycopg.Connection, path: str) -> None:
+    sep = "&" if "?" in path else "?"
+    data = body(client.get(f"/api/vehicles/{path}{sep}format=json"))
+    assert data["Count"] == 0 and data["Results"] == []
+    assert sql.execute("SELECT count(*) FROM vehicles.make").fetchone()[0] > 0  # type: ignore[index]
+
+
+def test_hostile_requests_get_a_clear_4xx(client: TestClient) -> None:
+    cases: list[tuple[httpx.Response, int, str]] = [
+        (client.get("/api/vehicles/DecodeVinValues/5YJ%00X?format=json"), 400, "control characters"),
+        (client.get("/api/vehicles/GetModelsForMake/TES%0ALA?format=json"), 400, "control characters"),
+        (client.get("/api/vehicles/GetAllMakes?format=json&x=" + "a" * 3000), 414, "longer than"),
+        (client.get("/api/vehicles/GetModelsForMake/" + "A" * 150 + "?format=json"), 400, "at most 100"),
+        (client.get("/api/vehicles/GetAllMakes?format=yaml"), 400, "format must be"),
+        (client.get("/api/vehicles/GetModelsForMakeId/99999999999?format=json"), 400, "makeid"),
+        (client.get("/api/vehicles/DecodeVinValues/5YJ?modelyear=abc&format=json"), 400, "modelyear"),
+        (client.get("/api/vehicles/GetMakesForManufacturerAndYear/988?format=json"), 400, "year"),
+        (client.get("/api/vehicles/dropdown/trims?make_id=441"), 400, "model_id"),
+        (client.post("/api/vehicles/DecodeVINValuesBatch/", data={"data": ";".join([VIN] * 51)}), 400, "at most 50"),
+        (client.post("/api/vehicles/DecodeVINValuesBatch/", data={"data": ""}), 400, "empty"),
+        (client.post("/api/vehicles/DecodeVINValuesBatch/", data={"data": f"{VIN},19x5"}), 400, "not a year"),
+        (client.post("/api/vehicles/DecodeVINValuesBatch/", data={"data": "A" * 20_000}), 413, "larger than"),
+    ]
+    for r, status, words in cases:
+        assert r.status_code == status, (r.request.url, r.status_code, r.text)
+        assert words in r.json()["Message"], r.json()
+
+
+def test_writes_are_impossible_through_the_service(client: TestClient) -> None:
+    assert client.delete("/api/vehicles/GetAllMakes").status_code == 405
+    assert client.post("/api/vehicles/GetAllMakes").status_code == 405
+
+
+# --- health ---------------------------------------------------------------------------------------
+
+def test_health_names_the_live_release(client: TestClient) -> None:
+    r = get(client, "health")
+    assert r.status_code == 200
+    h = r.json()
+    assert (h["status"], h["database"], h["release"], h["run_id"]) == ("ok", "reachable", "sample", RUN_ID)
+    assert h["built_at"]
+
+
+def test_health_and_paths_503_while_the_database_refuses_connections(client: TestClient, db: str) -> None:
+    """The database stops accepting connections and drops the service's: 503, not 500; then recovery."""
+    with psycopg.connect(TEST_PG, autocommit=True) as admin:
+        admin.execute(f'ALTER DATABASE "{db}" ALLOW_CONNECTIONS false')
+        try:
+            admin.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s "
+                          "AND pid <> pg_backend_pid() AND application_name <> 'keep'", (db,))
+            r = get(client, "health")
+            assert r.status_code == 503 and r.json()["database"] == "unreachable"
+            d = get(client, f"DecodeVinValues/{VIN}", format="json")
+            assert d.status_code == 503 and "unavailable" in d.json()["Message"]
+        finally:
+            admin.execute(f'ALTER DATABASE "{db}" ALLOW_CONNECTIONS true')
+    deadline = time.monotonic() + 20
+    while get(client, "health").status_code != 200:
+        assert time.monotonic() < deadline, "the pool did not reconnect"
+        time.sleep(0.2)
+
+
+def test_health_503_when_the_database_is_down_at_start() -> None:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]  # nothing listens here once closed
+    app = create_app(f"host=127.0.0.1 port={port} dbname=x user=x connect_timeout=1", pool_size=1)
+    with TestClient(app, raise_server_exceptions=False) as c:
+        r = c.get("/api/vehicles/health")
+        assert r.status_code == 503 and r.json()["status"] == "unavailable"
+        assert c.get("/api/vehicles/GetAllMakes?format=json").status_code == 503
+
+
+def test_every_request_runs_as_the_reader_role(db: str) -> None:
+    """A login user that is not a member of mvp_platform_reader cannot SET ROLE: the service answers
+    503 naming the problem, instead of reading with the login user's own rights."""
+    role = f"vetl_api_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(TEST_PG, autocommit=True) as admin:
+        admin.execute(f'CREATE ROLE "{role}" LOGIN')
+        admin.execute(f'GRANT CONNECT ON DATABASE "{db}" TO "{role}"')
+        try:
+            info = psycopg.conninfo.conninfo_to_dict(dsn(db)) | {"user": role}
+            with TestClient(create_app(psycopg.conninfo.make_conninfo(**info), pool_size=1),
+                            raise_server_exceptions=False) as c:
+                r = c.get("/api/vehicles/GetAllMakes?format=json")
+                assert r.status_code == 503 and "permission denied to set role" in r.json()["Message"]
+                admin.execute(f'GRANT mvp_platform_reader TO "{role}"')
+                r = c.get("/api/vehicles/GetAllMakes?format=json")
+                assert r.status_code == 200 and r.json()["Count"] > 0
+        finally:
+            admin.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = %s", (role,))
+            admin.execute(f'REVOKE ALL ON DATABASE "{db}" FROM "{role}"')
+            admin.execute(f'DROP ROLE "{role}"')
+
+
+# --- OpenAPI, schemathesis, and the real process ----------------------------------------------
+
+NHTSA_PATHS = ["DecodeVin", "DecodeVinValues", "DecodeVinExtended", "DecodeVinValuesExtended", "DecodeVINValuesBatch",
+               "DecodeWMI", "GetWMIsForManufacturer", "GetAllMakes", "GetMakesForManufacturerAndYear",
+               "GetMakesForVehicleType", "GetVehicleTypesForMake", "GetVehicleTypesForMakeId", "GetModelsForMake",
+               "GetModelsForMakeId", "GetModelsForMakeYear", "GetModelsForMakeIdYear", "GetVehicleVariableList",
+               "GetVehicleVariableValuesList", "GetAllManufacturers", "GetManufacturerDetails"]
+
+
+def test_openapi_lists_every_path(client: TestClient) -> None:
+    doc = client.get("/openapi.json").json()
+    names = {p.split("/")[3] for p in doc["paths"]}
+    assert set(NHTSA_PATHS) | {"dropdown", "health"} <= names
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def server(db: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """`vehicle-etl serve` as a user starts it: a process on loopback, configured by MVP_PLATFORM_DB_*;
+    stopped by its PID."""
+    tmp = tmp_path_factory.mktemp("serve")
+    info = psycopg.conninfo.conninfo_to_dict(TEST_PG)
+    port = free_port()
+    env = os.environ | {"MVP_PLATFORM_DB_HOST": str(info.get("host", "127.0.0.1")),
+                        "MVP_PLATFORM_DB_PORT": str(info.get("port", "5432")), "MVP_PLATFORM_DB_NAME": db,
+                        "MVP_PLATFORM_DB_USER": str(info.get("user", "postgres")),
+                        "MVP_PLATFORM_DB_PASSWORD": str(info.get("password", "")), "VEHICLE_ETL_HOME": str(tmp)}
+    exe = Path(sys.executable).with_name("vehicle-etl")
+    log_path = tmp / f"serve-{uuid.uuid4().hex[:6]}.log"
+    with log_path.open("wb") as log:
+        proc = subprocess.Popen([str(exe), "serve", "--port", str(port)], env=env, stdout=log,
+                                stderr=subprocess.STDOUT)
+        base = f"http://127.0.0.1:{port}"
+        try:
+            deadline = time.monotonic() + 30
+            while True:
+                assert proc.poll() is None, log_path.read_text()
+                try:
+                    if httpx.get(base + "/api/vehicles/health", timeout=1).status_code == 200:
+                        break
+                except httpx.TransportError:
+                    pass
+                assert time.monotonic() < deadline, "serve did not become healthy: " + log_path.read_text()
+                time.sleep(0.2)
+            yield base
+        finally:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+
+
+def test_server_process(server: str) -> None:
+    base = server + "/api/vehicles"
+    r = httpx.get(f"{base}/DecodeVinValues/{VIN}?format=json")
+    assert r.status_code == 200 and r.json()["Results"][0]["Model"] == "Model 3"
+    assert httpx.get(f"{base}/DecodeVinValues/{VIN}?format=json",
+                     headers={"If-None-Match": r.headers["ETag"]}).status_code == 304
+    b = httpx.post(f"{base}/DecodeVINValuesBatch/", data={"format": "json", "data": f"{VIN};{VIN},2018"})
+    assert b.json()["Count"] == 2
+    assert httpx.get(f"{base}/dropdown/makes?model_year=2020").json()[0].keys() == {"Make_ID", "Make_Name"}
+    assert "server" not in httpx.get(f"{base}/GetAllMakes?format=json").headers
+    addr = next((a[4][0] for a in socket.getaddrinfo(socket.gethostname(), None, socket.AF_INET)
+                 if not a[4][0].startswith("127.")), None)
+    if addr:  # bound to loopback only: another address of this machine is refused
+        with pytest.raises(httpx.TransportError):
+            httpx.get(f"http://{addr}:{server.rsplit(':', 1)[1]}/api/vehicles/health", timeout=2)
+
+
+def test_schemathesis_finds_no_server_error(server: str) -> None:
+    """Property-based requests generated from the served OpenAPI document, sent to the real process:
+    no answer is a 5xx (bad input is a 4xx or NHTSA's answer for it)."""
+    import schemathesis
+    from hypothesis import HealthCheck, given, settings
+
+    schema = schemathesis.openapi.from_url(server + "/openapi.json")
+    failures: list[str] = []
+    operations = 0
+    for result in schema.get_all_operations():
+        operation = result.ok()
+        operations += 1
+
+        @settings(max_examples=12, deadline=None, suppress_health_check=list(HealthCheck), database=None)
+        @given(case=operation.as_strategy())
+        def check(case: Any) -> None:
+            response = case.call()
+            if response.status_code >= 500:
+                failures.append(f"{case.method} {case.formatted_path} {case.query}: {response.status_code} "
+                                f"{response.text[:200]}")
+
+        check()
+    assert operations >= 25
+    assert not failures, failures[:10]
