@@ -30,7 +30,8 @@ def cmd_build_catalog(args: argparse.Namespace, settings: Settings) -> int:
     from vehicle_etl.pipeline import build_catalog
 
     summary = build_catalog(settings, source=args.source, release=args.release,
-                            allow_drift=args.allow_drift, trigger="cli")
+                            allow_drift=args.allow_drift, allow_element_change=args.allow_element_change,
+                            trigger="cli")
     if args.json:
         print(json.dumps(summary, indent=2, default=str))
     else:
@@ -174,6 +175,8 @@ def build_parser() -> argparse.ArgumentParser:
                                     "mssql+pymssql://...) or conn:<airflow connection id>")
     b.add_argument("--release", help="release name YYYY_MM (default: from the backup or file name)")
     b.add_argument("--allow-drift", action="store_true", help="accept a release that shrinks")
+    b.add_argument("--allow-element-change", action="store_true",
+                   help="accept a release that has no patterns for an element live has (e.g. EngineCylinders)")
     b.add_argument("--json", action="store_true")
     b.set_defaults(func=cmd_build_catalog)
 

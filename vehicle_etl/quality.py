@@ -508,6 +508,19 @@ def validate(
     return results
 
 
+def breaking_check(breaking: dict[str, Any] | None) -> CheckResult:
+    """The release diff's breaking-for-the-app count as a check (a warning, never a block): run
+    history, the alerts and the success summary then show it beside the gate's warnings. Not a
+    block: NHTSA does retire and rename ids, and the id-history lookups keep them resolvable."""
+    if not breaking:
+        return CheckResult("breaking_changes", True, 0, 0, False, "no live catalog to compare with")
+    parts = {k: v["count"] for k, v in breaking.items() if isinstance(v, dict) and v.get("count")}
+    total = int(breaking.get("total") or 0)
+    return CheckResult("breaking_changes", total == 0, total, 0, False,
+                       ", ".join(f"{k} {n}" for k, n in parts.items())
+                       + ("; stored ids resolve through vehicles.make_by_id / model_by_id" if total else ""))
+
+
 def preload_gx() -> None:
     """Start importing great_expectations in a daemon thread (validate's import then finds it done
     or waits for it): a caller about to run single-connection SQL lends GX the idle core."""
