@@ -266,7 +266,7 @@ def test_element_missing_from_the_new_release_blocks_unless_overridden(
     s = staged("element")
     with gate.connect() as conn:
         element_id, name = conn.execute(
-            "SELECT p.element_id, e.element_name FROM vehicles.pattern p JOIN vehicles.element e USING (element_id) "
+            "SELECT p.element_id, e.code FROM vehicles.pattern p JOIN vehicles.element e USING (element_id) "
             "GROUP BY 1, 2 ORDER BY count(*) LIMIT 1").fetchone()
     _run(gate, s, [f"UPDATE {{s}}.pattern SET element_id = -1 WHERE element_id = {element_id}"])
     with gate.connect() as conn:

@@ -167,6 +167,9 @@ def test_diff_2025_10_to_2026_02_breaking_section(chain: Chain) -> None:
 
     md = diff_mod.to_markdown(diff)
     assert f"## Breaking for the app: {b['total']}" in md and "| Model_ID removed | 104 |" in md
+    from vehicle_etl import cli
+
+    assert f"breaking  {b['total']} (" in cli.summary_text(chain.runs["r2026_02"])  # build-catalog's summary
     message = alerts.success_message(dag_id="vpic_vehicle_etl", run_id="chain_r2026_02", release="2026_02",
                                      checks=chain.run("r2026_02")["checks"], diff=diff)
     assert "breaking_changes" in message.text and "Breaking for the app" in message.text

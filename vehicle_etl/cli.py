@@ -48,11 +48,21 @@ def summary_text(summary: dict[str, Any]) -> str:
         f"  source    {summary.get('source')}",
         f"  rows      {main}",
         f"  duration  {summary.get('seconds')}s",
+        *_breaking_line(summary),
         f"  live      schema vehicles (previous: vehicles_previous), marker {summary.get('marker')}"
         if summary["status"] != "failed" else
         "  live      unchanged (schema vehicles); this run's staging is kept as vehicles_staging "
         "(vehicle-etl cleanup drops it)",
     ])
+
+
+def _breaking_line(summary: dict[str, Any]) -> list[str]:
+    """The release diff's breaking-for-the-app counts (docs/DATA_QUALITY.md), when there was a live catalog."""
+    breaking = summary.get("breaking") or (summary.get("diff") or {}).get("breaking")
+    if not breaking:
+        return []
+    parts = ", ".join(f"{k} {v['count']}" for k, v in breaking.items() if isinstance(v, dict) and v.get("count"))
+    return [f"  breaking  {breaking.get('total', 0)}" + (f" ({parts}; vehicle-etl diff)" if parts else "")]
 
 
 def cmd_status(args: argparse.Namespace, settings: Settings) -> int:

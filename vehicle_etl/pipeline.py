@@ -392,6 +392,7 @@ def build_catalog(
         "run_id": run_id, "release": run.get("release"), "source": run.get("source"),
         "status": run.get("status"), "counts": run.get("counts"), "durations": run.get("durations"),
         "seconds": round(time.monotonic() - started, 2), "marker": str(marker),
+        "breaking": (run.get("diff") or {}).get("breaking"),
     }
 
 

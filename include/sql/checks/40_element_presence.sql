@@ -2,12 +2,12 @@
 -- that loses a whole element (e.g. EngineCylinders) changes what every VIN decodes to, which
 -- table-size drift cannot say (the rest of Pattern may still grow). One grouped scan per side.
 -- Output: one row per element present on one side only:
---   (element_id, element_name, live_patterns, staged_patterns).
+--   (element_id, element code (the decoded field's name) or name, live_patterns, staged_patterns).
 WITH s AS (SELECT element_id, count(*) AS n FROM {{schema}}.pattern GROUP BY element_id),
      l AS (SELECT element_id, count(*) AS n FROM {{live}}.pattern GROUP BY element_id)
 SELECT coalesce(s.element_id, l.element_id) AS element_id,
-       coalesce((SELECT e.element_name FROM {{schema}}.element e WHERE e.element_id = coalesce(s.element_id, l.element_id)),
-                (SELECT e.element_name FROM {{live}}.element e WHERE e.element_id = coalesce(s.element_id, l.element_id)),
+       coalesce((SELECT coalesce(e.code, e.element_name) FROM {{schema}}.element e WHERE e.element_id = coalesce(s.element_id, l.element_id)),
+                (SELECT coalesce(e.code, e.element_name) FROM {{live}}.element e WHERE e.element_id = coalesce(s.element_id, l.element_id)),
                 '?') AS element_name,
        coalesce(l.n, 0) AS live_patterns,
        coalesce(s.n, 0) AS staged_patterns
