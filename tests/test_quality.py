@@ -325,9 +325,9 @@ def test_default_golden_resolves_the_decoder_lazily(
     assert quality.default_golden() is None  # a configured set that is not there: skipped
 
     with gate.connect() as conn:  # a WMI of the live sample with a link open to the newest years
-        wmi, year_from = conn.execute(
-            "SELECT w.wmi, l.year_from FROM vehicles.wmi w JOIN vehicles.wmi_vin_schema l USING (wmi_id) "
-            "WHERE length(w.wmi) = 3 AND l.year_to IS NULL AND l.year_from <= 2024 "
+        wmi, year_from = conn.execute(  # year_from: the first year any of its links covers
+            "SELECT w.wmi, min(l.year_from) FROM vehicles.wmi w JOIN vehicles.wmi_vin_schema l USING (wmi_id) "
+            "WHERE length(w.wmi) = 3 GROUP BY w.wmi HAVING bool_or(l.year_to IS NULL AND l.year_from <= 2024) "
             "ORDER BY w.wmi LIMIT 1").fetchone()
     linked, before, newer = (f"{wmi}AAAAAA0RA{i:05d}" for i in range(3))
     unknown = "ZZZAAAAAA0RA00009"  # a WMI no release has
