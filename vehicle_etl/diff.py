@@ -259,7 +259,7 @@ def _drift_markdown(drift: dict[str, Any] | None) -> list[str]:
              ""]
     if drift.get("fields"):
         lines += ["| field | VINs changed |", "|---|---:|"]
-        lines += [f"| {f} | {n} |" for f, n in drift["fields"].items()]
+        lines += [f"| {f} | {n} |" for f, n in sorted(drift["fields"].items(), key=lambda kv: -kv[1])]
     for r in drift.get("examples") or []:
         lines.append(f"- {r['vin']} {r['field']}: {_md(r['old']) or '(empty)'} → {_md(r['new']) or '(empty)'}")
     return lines
