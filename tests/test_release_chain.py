@@ -272,3 +272,20 @@ def test_retired_and_renamed_ids_stay_resolvable(chain: Chain) -> None:
             row = conn.execute('SELECT "In_Catalog", "Retired_In" FROM vehicles.make_by_id(%s)',
                                (make_id,)).fetchone()
             assert row == (False, "2025_07")
+
+
+def test_cli_passes_the_element_override(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    """`build-catalog --allow-element-change --release X` reaches the pipeline as the DAG's Params do."""
+    from vehicle_etl import cli, pipeline
+
+    seen: dict[str, Any] = {}
+
+    def build_catalog(settings: Settings, **kw: Any) -> dict[str, Any]:
+        seen.update(kw)
+        return {"run_id": "r", "status": "success", "counts": {}, "breaking": {"total": 2, "models_removed":
+                {"count": 2, "examples": []}}}
+
+    monkeypatch.setattr(pipeline, "build_catalog", build_catalog)
+    assert cli.main(["build-catalog", "--release", "2025_07", "--allow-element-change"]) == 0
+    assert seen["allow_element_change"] is True and seen["release"] == "2025_07" and seen["allow_drift"] is False
+    assert "breaking  2 (models_removed 2; vehicle-etl diff)" in capsys.readouterr().out
