@@ -152,7 +152,7 @@ def cmd_decode(args: argparse.Namespace, settings: Settings) -> int:
 def cmd_diff(args: argparse.Namespace, settings: Settings) -> int:
     from vehicle_etl import diff
 
-    return diff.cli_diff(settings, args.run)
+    return diff.cli_diff(settings, args.run, as_json=args.json)
 
 
 def cmd_cleanup(args: argparse.Namespace, settings: Settings) -> int:
@@ -207,6 +207,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     f = sub.add_parser("diff", help="the release diff of a run (default: the latest)")
     f.add_argument("--run")
+    f.add_argument("--json", action="store_true", help="the stored diff as JSON")
     f.set_defaults(func=cmd_diff)
 
     sub.add_parser("cleanup", help="drop a staging schema kept by a failed run").set_defaults(func=cmd_cleanup)
