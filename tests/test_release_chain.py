@@ -265,7 +265,7 @@ def test_retired_and_renamed_ids_stay_resolvable(chain: Chain) -> None:
         assert old_model == (removed["name"], True, "2025_07")
         assert conn.execute("SELECT count(*) FROM vehicles.model_by_id(-1)").fetchone()[0] == 0  # type: ignore[index]
         retired_makes = [r[0] for r in conn.execute(
-            "SELECT id FROM vehicles_history.retired_id WHERE kind = 'make' ORDER BY id LIMIT 20")]
+            "SELECT id FROM catalog_ids.retired_id WHERE kind = 'make' ORDER BY id LIMIT 20")]
         offered = {r[0] for r in conn.execute("SELECT \"Make_ID\" FROM vehicles.dropdown_makes(NULL, true)")}
         assert retired_makes and not set(retired_makes) & offered  # retired ids never in dropdowns
         for make_id in retired_makes[:3]:

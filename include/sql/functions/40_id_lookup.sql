@@ -14,7 +14,7 @@ BEGIN
     RETURN QUERY
     WITH hist AS (
         SELECT h.make_name, h.first_release, h.last_release
-        FROM vehicles_history.make_name h WHERE h.make_id = p_make_id
+        FROM catalog_ids.make_name h WHERE h.make_id = p_make_id
     ), cur AS (
         SELECT m.make_name FROM {{schema}}.make m WHERE m.make_id = p_make_id
     )
@@ -27,7 +27,7 @@ BEGIN
                  GROUP BY n ORDER BY max(o1) DESC, max(o2) DESC),
            (SELECT min(x.first_release) FROM hist x),
            (SELECT max(x.last_release) FROM hist x),
-           (SELECT r.retired_in FROM vehicles_history.retired_id r
+           (SELECT r.retired_in FROM catalog_ids.retired_id r
             WHERE r.kind = 'make' AND r.id = p_make_id AND NOT EXISTS (SELECT 1 FROM cur))
     WHERE EXISTS (SELECT 1 FROM cur) OR EXISTS (SELECT 1 FROM hist);
 END $$;
@@ -43,7 +43,7 @@ BEGIN
     RETURN QUERY
     WITH hist AS (
         SELECT h.model_name, h.make_id, h.first_release, h.last_release
-        FROM vehicles_history.model_name h WHERE h.model_id = p_model_id
+        FROM catalog_ids.model_name h WHERE h.model_id = p_model_id
     ), cur AS (
         SELECT m.model_name, mm.make_id FROM {{schema}}.model m
         LEFT JOIN {{schema}}.make_model mm ON mm.model_id = m.model_id
@@ -56,7 +56,7 @@ BEGIN
     )
     SELECT p_model_id, b.model_name, b.make_id,
            coalesce((SELECT mk.make_name FROM {{schema}}.make mk WHERE mk.make_id = b.make_id),
-                    (SELECT h.make_name FROM vehicles_history.make_name h WHERE h.make_id = b.make_id
+                    (SELECT h.make_name FROM catalog_ids.make_name h WHERE h.make_id = b.make_id
                      ORDER BY h.last_release DESC LIMIT 1)),
            EXISTS (SELECT 1 FROM cur),
            ARRAY(SELECT n FROM (SELECT c.model_name AS n, 'z' AS o1, 'z' AS o2 FROM cur c
@@ -64,7 +64,7 @@ BEGIN
                  GROUP BY n ORDER BY max(o1) DESC, max(o2) DESC),
            (SELECT min(x.first_release) FROM hist x),
            (SELECT max(x.last_release) FROM hist x),
-           (SELECT r.retired_in FROM vehicles_history.retired_id r
+           (SELECT r.retired_in FROM catalog_ids.retired_id r
             WHERE r.kind = 'model' AND r.id = p_model_id AND NOT EXISTS (SELECT 1 FROM cur))
     FROM best b;
 END $$;

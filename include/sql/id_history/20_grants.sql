@@ -3,10 +3,10 @@
 DO $$
 BEGIN
     IF EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'mvp_platform_reader') THEN
-        GRANT USAGE ON SCHEMA vehicles_history TO mvp_platform_reader;
-        REVOKE CREATE ON SCHEMA vehicles_history FROM mvp_platform_reader;
-        REVOKE INSERT, UPDATE, DELETE, TRUNCATE, REFERENCES, TRIGGER ON ALL TABLES IN SCHEMA vehicles_history
+        GRANT USAGE ON SCHEMA catalog_ids TO mvp_platform_reader;
+        REVOKE CREATE ON SCHEMA catalog_ids FROM mvp_platform_reader;
+        REVOKE INSERT, UPDATE, DELETE, TRUNCATE, REFERENCES, TRIGGER ON ALL TABLES IN SCHEMA catalog_ids
             FROM mvp_platform_reader;
-        GRANT SELECT ON ALL TABLES IN SCHEMA vehicles_history TO mvp_platform_reader;
+        GRANT SELECT ON ALL TABLES IN SCHEMA catalog_ids TO mvp_platform_reader;
     END IF;
 END $$;
