@@ -8,7 +8,8 @@ the older copy lacks (not for shrinkage: its drift baseline is the recorded 2025
 2025_07 goes live. The tests assert live content, run history, diffs and the id lookups.
 
 The releases are the pruned copies in ../shared/data/vpic (unpacked once into var/cache); the
-module runs six builds of ~1M source rows each (about 3-4 minutes on two cores).
+module runs six builds of ~1M source rows each: 3.8-5.3 min measured on two cores shared with
+other jobs (load 7-8); ~14 min when the machine was oversubscribed (load 23-34).
 """
 
 from __future__ import annotations
