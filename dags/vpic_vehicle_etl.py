@@ -22,7 +22,9 @@ dropdown and decoder tables → keys, indexes and functions → quality gate →
 
 **Params**: `release` (YYYY_MM, default: newest available), `source` (a source URL without a
 password, or `conn:<connection id>`; default: configuration), `force` (rebuild a release that is
-already live), `allow_drift` (accept a release that shrinks more than the drift threshold).
+already live), `allow_drift` (accept a release that shrinks more than the drift threshold),
+`allow_element_change` (accept a release that loses whole elements live has). Naming a release
+older than the live one is a backfill (docs/RUNBOOK.md).
 
 A failed run never touches `vehicles`; its staging schema is kept for inspection
 (`vehicle-etl cleanup` drops it). Roll back with `vehicle-etl rollback`.
@@ -59,6 +61,9 @@ DEFAULT_ARGS = {
                        description="rebuild even if this release is already live and verified"),
         "allow_drift": Param(False, type="boolean", title="Allow drift",
                              description="accept a release whose tables shrink beyond the threshold"),
+        "allow_element_change": Param(False, type="boolean", title="Allow element change",
+                                      description="accept a release in which whole elements (decoded fields, "
+                                                  "e.g. EngineCylinders) that live has have no patterns"),
     },
 )
 def vpic_vehicle_etl() -> None:
@@ -131,7 +136,10 @@ def vpic_vehicle_etl() -> None:
         from vehicle_etl.config import Settings
 
         ctx = get_current_context()
-        pipeline.validate_step(Settings(), run_info(ctx)[0], allow_drift=bool(ctx["params"].get("allow_drift")))
+        params = ctx["params"]
+        pipeline.validate_step(Settings(), run_info(ctx)[0], allow_drift=bool(params.get("allow_drift")),
+                               allow_element_change=bool(params.get("allow_element_change")),
+                               requested_release=params.get("release"))
         return tables
 
     @task(outlets=[LIVE_CATALOG], doc_md="Atomic swap: staging becomes `vehicles`, live becomes `vehicles_previous`.")

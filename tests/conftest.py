@@ -110,15 +110,16 @@ def sample_url() -> str:
     return f"sqlite:///{SAMPLE_DB}"
 
 
-def full_snapshot() -> Path | None:
-    """The full vPIC snapshot from ../shared, unpacked once into var/cache (None when absent)."""
-    if not FULL_SNAPSHOT_GZ.is_file():
+def full_snapshot(packed: Path = FULL_SNAPSHOT_GZ) -> Path | None:
+    """A real vPIC release from ../shared, unpacked once into var/cache (None when absent)."""
+    if not packed.is_file():
         return None
-    target = CACHE / "vpic.lite.db"
-    if not target.is_file() or target.stat().st_mtime < FULL_SNAPSHOT_GZ.stat().st_mtime:
+    target = CACHE / packed.name.removesuffix(".gz")
+    if not target.is_file() or target.stat().st_mtime < packed.stat().st_mtime:
         CACHE.mkdir(parents=True, exist_ok=True)
-        tmp = target.with_suffix(".tmp")
-        with gzip.open(FULL_SNAPSHOT_GZ, "rb") as src, tmp.open("wb") as dst:
+        # A name of its own per process: two sessions unpacking at once must not share a temp file.
+        tmp = target.with_suffix(f".{os.getpid()}.tmp")
+        with gzip.open(packed, "rb") as src, tmp.open("wb") as dst:
             shutil.copyfileobj(src, dst, 1 << 20)
         tmp.replace(target)
     return target

@@ -46,7 +46,7 @@ def test_policy(dagbag) -> None:
     assert dag.max_active_runs == 1 and dag.catchup is False
     assert dag.tags and {"vpic", "etl"} <= set(dag.tags)
     assert dag.doc_md
-    assert set(dag.params.keys()) == {"release", "source", "force", "allow_drift"}
+    assert set(dag.params.keys()) == {"release", "source", "force", "allow_drift", "allow_element_change"}
     for task in dag.tasks:
         assert task.owner == "vehicle-data-platform", task.task_id
         assert task.on_failure_callback, task.task_id

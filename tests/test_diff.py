@@ -55,13 +55,16 @@ def test_diff_counts_and_examples(catalogs: Settings) -> None:
         "live": 3, "staged": 3, "added": 1, "removed": 1, "changed": 1}
     assert e["makes"]["examples"]["added"] == [{"id": 4, "name": "NEWMAKE|X"}]
     assert e["makes"]["examples"]["removed"] == [{"id": 3, "name": "OLDMAKE"}]
-    assert e["makes"]["examples"]["changed"] == [{"id": 2, "before": "TESLA", "after": "Tesla"}]
+    assert e["makes"]["examples"]["changed"] == [{"id": 2, "before": "TESLA", "after": "Tesla",
+                                                  "changes": [{"field": "make_name", "old": "TESLA", "new": "Tesla"}]}]
     assert (e["models"]["added"], e["models"]["removed"], e["models"]["changed"]) == (1, 1, 0)
     assert (e["wmis"]["added"], e["wmis"]["removed"]) == (1, 0)
     assert (e["schemas"]["added"], e["schemas"]["removed"], e["schemas"]["changed"]) == (0, 0, 0)
     # pattern 2 now names model 10 instead of 11: a content change, not add/remove
     assert (e["patterns"]["added"], e["patterns"]["removed"], e["patterns"]["changed"]) == (1, 1, 1)
     assert e["patterns"]["examples"]["changed"][0]["before"].endswith("= 11")
+    # only the field that changed is named, old -> new
+    assert e["patterns"]["examples"]["changed"][0]["changes"] == [{"field": "attribute_id", "old": "11", "new": "10"}]
     json.dumps(report)  # stored in run history as jsonb
 
 
@@ -87,7 +90,8 @@ def test_markdown_is_readable(catalogs: Settings) -> None:
     with connect(catalogs) as conn:
         md = diff.to_markdown(diff.diff_report(conn))
     assert "| makes | 3 | 3 | 1 | 1 | 1 |" in md
-    assert "- 2: TESLA → Tesla" in md
+    assert "- 2 Tesla: make_name TESLA → Tesla" in md
+    assert "- 2 1000:28:FE1F2 = 10: attribute_id 11 → 10" in md
     assert "NEWMAKE\\|X" in md  # a pipe in data must not break the Markdown
     assert "release 2026_01" in md
 
@@ -115,3 +119,44 @@ def test_cli_diff_reads_run_history(catalogs: Settings, capsys: pytest.CaptureFi
 def test_cli_diff_falls_back_to_staging_without_history(catalogs: Settings, capsys: pytest.CaptureFixture[str]) -> None:
     assert diff.cli_diff(catalogs, None) == 0
     assert "staging schema" in capsys.readouterr().out
+
+
+def test_breaking_for_the_app(catalogs: Settings) -> None:
+    """Ids live has and staging lacks, renames beyond letter case; no model_year table here, so
+    model-year shrinkage is not compared (left out, not reported as zero)."""
+    with connect(catalogs) as conn:
+        with conn.transaction():
+            conn.execute("UPDATE vehicles_staging.model SET model_name = 'Civic Type R' WHERE model_id = 11")
+        report = diff.diff_report(conn, golden=False)
+    b = report["breaking"]
+    assert b["makes_removed"] == {"count": 1, "examples": [{"id": 3, "name": "OLDMAKE"}]}
+    assert b["models_removed"]["count"] == 1 and b["models_removed"]["examples"][0]["id"] == 30
+    assert b["makes_renamed"]["count"] == 0  # TESLA -> Tesla is letter case only
+    assert b["models_renamed"] == {"count": 1, "examples": [{"id": 11, "old": "Civic", "new": "Civic Type R"}]}
+    assert "model_years_shrunk" not in b and b["total"] == 3
+    assert "decode_drift" not in report
+    md = diff.to_markdown(report)
+    assert "## Breaking for the app: 3" in md and "- 11: Civic → Civic Type R" in md
+    from vehicle_etl import quality
+
+    check = quality.breaking_check(b)
+    assert (check.name, check.passed, check.blocking, check.observed) == ("breaking_changes", False, False, 3)
+
+
+def test_model_years_shrunk(catalogs: Settings) -> None:
+    with connect(catalogs) as conn, conn.transaction():
+        for schema, years in (("vehicles", (2020, 2021, 2022)), ("vehicles_staging", (2021,))):
+            conn.execute(f"CREATE TABLE {schema}.model_year (make_id int, model_id int, model_year int)")
+            for y in years:
+                conn.execute(f"INSERT INTO {schema}.model_year VALUES (1, 10, %s), (1, 11, %s)", (y, y))
+    with connect(catalogs) as conn:
+        b = diff.diff_report(conn, golden=False)["breaking"]
+    assert b["model_years_shrunk"]["count"] == 2
+    assert b["model_years_shrunk"]["examples"][0] == {"id": 10, "name": "Accord", "years_lost": [2020, 2022]}
+
+
+def test_decode_drift_skipped_without_decoder(catalogs: Settings) -> None:
+    with connect(catalogs) as conn:
+        report = diff.diff_report(conn)
+    assert report["decode_drift"] == {"skipped": "live or staging has no decode_vins function"}
+    assert "Not compared: live or staging has no decode_vins function" in diff.to_markdown(report)

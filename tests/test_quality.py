@@ -222,6 +222,69 @@ def test_drift_is_skipped_without_live(gate: Gate) -> None:
     assert [(r.name, r.passed) for r in results] == [("drift_vs_live", True)]
 
 
+def test_older_release_is_a_backfill_only_when_named(gate: Gate, staged: Callable[[str], str]) -> None:
+    """Staged 2025_07 against a live 2026_02 (a copy with fewer patterns): no shrinkage verdict
+    against the newer live; unnamed, it blocks as release_order; named, it is a backfill."""
+    newer, older = staged("live2602"), staged("st2507")
+    _run(gate, older, ["DELETE FROM {s}.pattern WHERE pattern_id % 10 = 0"])
+    _run(gate, newer, ["DELETE FROM {s}.catalog_info", "INSERT INTO {s}.catalog_info (release, source, run_id) "
+                       "VALUES ('2026_02', 'x', 'r')"])
+    with gate.connect() as conn:
+        unnamed = _by_name(quality.drift_checks(conn, older, newer, release="2025_07"))
+        named = _by_name(quality.drift_checks(conn, older, newer, release="2025_07", requested_release="2025_07"))
+        forward = _by_name(quality.drift_checks(conn, older, newer, release="2026_03"))
+    order = unnamed["release_order"]
+    assert not order.passed and order.blocking and "--release 2025_07" in order.detail
+    assert not named["release_order"].blocking and named["release_order"].observed == \
+        "backfill: 2025_07 replaces live 2026_02"
+    # no run of a release <= 2025_07 is recorded here: sizes are not compared, and that is a warning
+    assert not named["drift_baseline"].passed and not named["drift_baseline"].blocking
+    assert "drift_shrink_pattern" not in named
+    # a newer release is compared with live as before
+    assert forward["drift_baseline"].observed == "live (2026_02)" and forward["drift_shrink_pattern"].blocking
+    assert not forward["drift_shrink_pattern"].passed
+
+
+def test_backfill_baseline_is_the_newest_recorded_run_not_newer(gate: Gate) -> None:
+    with gate.connect() as conn, conn.transaction():
+        history.start_run(conn, "bf_2025_05", "2025_05", "x", "cli")
+        history.start_run(conn, "bf_2025_08", "2025_08", "x", "cli")
+        history.start_run(conn, "bf_2025_07_failed", "2025_07", "x", "cli")
+        for run, status in (("bf_2025_05", "success"), ("bf_2025_08", "success"), ("bf_2025_07_failed", "failed")):
+            history.update_run(conn, run, status=status, counts={"make": 1})
+    with gate.connect() as conn:
+        assert quality.baseline_run(conn, "2025_07")["run_id"] == "bf_2025_05"  # type: ignore[index]
+        assert quality.baseline_run(conn, "2025_08")["run_id"] == "bf_2025_08"  # type: ignore[index]
+        assert quality.baseline_run(conn, "2025_01") is None
+        with conn.transaction():
+            conn.execute("DELETE FROM etl.run_history WHERE run_id LIKE 'bf_%'")
+
+
+def test_element_missing_from_the_new_release_blocks_unless_overridden(
+    gate: Gate, staged: Callable[[str], str]
+) -> None:
+    s = staged("element")
+    with gate.connect() as conn:
+        element_id, name = conn.execute(
+            "SELECT p.element_id, e.code FROM vehicles.pattern p JOIN vehicles.element e USING (element_id) "
+            "GROUP BY 1, 2 ORDER BY count(*) LIMIT 1").fetchone()
+    _run(gate, s, [f"UPDATE {{s}}.pattern SET element_id = -1 WHERE element_id = {element_id}"])
+    with gate.connect() as conn:
+        results = _by_name(quality.element_presence_checks(conn, s, LIVE_SCHEMA))
+        overridden = _by_name(quality.element_presence_checks(conn, s, LIVE_SCHEMA, allow_element_change=True))
+        reverse = _by_name(quality.element_presence_checks(conn, LIVE_SCHEMA, s))
+    removed = results["element_removed"]
+    assert not removed.passed and removed.blocking and removed.observed == 1
+    assert f"{name} ({element_id}," in removed.detail
+    assert not results["element_added"].passed and not results["element_added"].blocking  # element -1: new
+    assert not overridden["element_removed"].blocking
+    with pytest.raises(QualityGateError, match="allow_element_change"):
+        quality.enforce(list(results.values()), "validation")
+    quality.enforce(list(overridden.values()), "validation")  # does not raise
+    # the reverse direction: live lacks an element the release has -> a warning only
+    assert reverse["element_added"].observed == 1 and not reverse["element_added"].blocking
+
+
 # -- gate 2: the golden-VIN hook -------------------------------------------------------------------
 def test_golden_hook(gate: Gate, monkeypatch: pytest.MonkeyPatch) -> None:
     seen: list[str] = []
@@ -244,13 +307,15 @@ def test_golden_hook(gate: Gate, monkeypatch: pytest.MonkeyPatch) -> None:
     assert skipped.passed and "skipped" in skipped.detail
 
 
-def test_default_golden_resolves_the_decoder_lazily(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+def test_default_golden_resolves_the_decoder_lazily(
+    gate: Gate, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
     calls: list[tuple[list[str], str]] = []
     fake = types.ModuleType("vehicle_etl.decode")
 
     def golden_accuracy(conn: Any, rows: list[dict[str, str]], schema: str) -> Any:
         calls.append(([r["vin"] for r in rows], schema))
-        return SimpleNamespace(min_rate=0.9, summary=lambda: "fake")
+        return SimpleNamespace(min_rate=0.9, summary=lambda: "fake", disagreements={})
 
     fake.golden_accuracy = golden_accuracy  # type: ignore[attr-defined]
     monkeypatch.setitem(sys.modules, "vehicle_etl.decode", fake)
@@ -259,16 +324,29 @@ def test_default_golden_resolves_the_decoder_lazily(monkeypatch: pytest.MonkeyPa
     monkeypatch.setenv("VEHICLE_ETL_GOLDEN_CSV", str(tmp_path / "missing.csv"))
     assert quality.default_golden() is None  # a configured set that is not there: skipped
 
+    with gate.connect() as conn:  # a WMI of the live sample with a link open to the newest years
+        wmi, year_from = conn.execute(  # year_from: the first year any of its links covers
+            "SELECT w.wmi, min(l.year_from) FROM vehicles.wmi w JOIN vehicles.wmi_vin_schema l USING (wmi_id) "
+            "WHERE length(w.wmi) = 3 GROUP BY w.wmi HAVING bool_or(l.year_to IS NULL AND l.year_from <= 2024) "
+            "ORDER BY w.wmi LIMIT 1").fetchone()
+    linked, before, newer = (f"{wmi}AAAAAA0RA{i:05d}" for i in range(3))
+    unknown = "ZZZAAAAAA0RA00009"  # a WMI no release has
     golden = tmp_path / "golden.csv"
-    golden.write_text("vin,make,model,model_year\n5YJ3E1EA7KF000316,TESLA,Model 3,2019\n"
-                      "1HGCM82633A004352,HONDA,Accord,2003\n1G9543ABCD1234567,X,Y,2020\n")
+    golden.write_text("vin,make,model,model_year\n"
+                      f"{linked},X,Y,2024\n{before},X,Y,{year_from - 1}\n"
+                      f"{unknown},X,Y,2024\n{newer},X,Y,2026\n")
     monkeypatch.setenv("VEHICLE_ETL_GOLDEN_CSV", str(golden))
     monkeypatch.setenv("VEHICLE_ETL_GOLDEN_MIN_ACCURACY", "0.95")
-    hook = quality.default_golden()
-    staged_wmis = SimpleNamespace(execute=lambda query: [("5YJ",), ("1G9234",)])  # the staged release's WMIs
-    assert hook is not None and hook(staged_wmis, "vehicles_staging") == (0.9, 0.95)  # type: ignore[arg-type]
-    # only VINs whose (3- or 6-character) WMI the staged release has are decoded
-    assert calls == [(["5YJ3E1EA7KF000316", "1G9543ABCD1234567"], "vehicles_staging")]
+    with gate.connect() as conn:
+        hook = quality.default_golden()
+        assert hook is not None
+        observed, threshold, detail = hook(conn, LIVE_SCHEMA)
+        # a release of 2025_07 cannot be held to a model year 2026 VIN
+        older = quality.default_golden("2025_07")(conn, LIVE_SCHEMA)  # type: ignore[misc]
+    assert (observed, threshold) == (0.9, 0.95) and detail.startswith("2 of 4 golden VINs counted")
+    # only VINs whose WMI the release links for their model year are decoded
+    assert calls[0] == ([linked, newer], LIVE_SCHEMA)
+    assert calls[1] == ([linked], LIVE_SCHEMA) and older[2].startswith("1 of 4 golden VINs counted")
 
     fake.golden_gate = lambda conn, schema: (1.0, 0.99)  # type: ignore[attr-defined]
     assert quality.default_golden() is fake.golden_gate  # an explicit gate hook wins

@@ -37,7 +37,7 @@ PASSWORD = "Pw-Recognisable-9f3b"
 SOURCE_PASSWORD = "Pw-Source-Recognisable-77c1"
 ETL_ROLE = "mvp_platform_etl"
 DOCUMENTED = {"decode_vin", "decode_vins", "dropdown_makes", "dropdown_models", "dropdown_trims",
-              "dropdown_engines", "dropdown_transmissions"}
+              "dropdown_engines", "dropdown_transmissions", "make_by_id", "model_by_id"}
 # Helpers the documented functions call (granted in include/sql/functions/90_grants.sql; they read
 # only the catalog and write nothing).
 HELPERS = {"decode_vin_pass", "vin_check_digit", "vin_model_year"}

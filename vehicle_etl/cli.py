@@ -30,7 +30,8 @@ def cmd_build_catalog(args: argparse.Namespace, settings: Settings) -> int:
     from vehicle_etl.pipeline import build_catalog
 
     summary = build_catalog(settings, source=args.source, release=args.release,
-                            allow_drift=args.allow_drift, trigger="cli")
+                            allow_drift=args.allow_drift, allow_element_change=args.allow_element_change,
+                            trigger="cli")
     if args.json:
         print(json.dumps(summary, indent=2, default=str))
     else:
@@ -47,11 +48,21 @@ def summary_text(summary: dict[str, Any]) -> str:
         f"  source    {summary.get('source')}",
         f"  rows      {main}",
         f"  duration  {summary.get('seconds')}s",
+        *_breaking_line(summary),
         f"  live      schema vehicles (previous: vehicles_previous), marker {summary.get('marker')}"
         if summary["status"] != "failed" else
         "  live      unchanged (schema vehicles); this run's staging is kept as vehicles_staging "
         "(vehicle-etl cleanup drops it)",
     ])
+
+
+def _breaking_line(summary: dict[str, Any]) -> list[str]:
+    """The release diff's breaking-for-the-app counts (docs/DATA_QUALITY.md), when there was a live catalog."""
+    breaking = summary.get("breaking") or (summary.get("diff") or {}).get("breaking")
+    if not breaking:
+        return []
+    parts = ", ".join(f"{k} {v['count']}" for k, v in breaking.items() if isinstance(v, dict) and v.get("count"))
+    return [f"  breaking  {breaking.get('total', 0)}" + (f" ({parts}; vehicle-etl diff)" if parts else "")]
 
 
 def cmd_status(args: argparse.Namespace, settings: Settings) -> int:
@@ -141,7 +152,7 @@ def cmd_decode(args: argparse.Namespace, settings: Settings) -> int:
 def cmd_diff(args: argparse.Namespace, settings: Settings) -> int:
     from vehicle_etl import diff
 
-    return diff.cli_diff(settings, args.run)
+    return diff.cli_diff(settings, args.run, as_json=args.json)
 
 
 def cmd_cleanup(args: argparse.Namespace, settings: Settings) -> int:
@@ -180,6 +191,8 @@ def build_parser() -> argparse.ArgumentParser:
                                     "mssql+pymssql://...) or conn:<airflow connection id>")
     b.add_argument("--release", help="release name YYYY_MM (default: from the backup or file name)")
     b.add_argument("--allow-drift", action="store_true", help="accept a release that shrinks")
+    b.add_argument("--allow-element-change", action="store_true",
+                   help="accept a release that has no patterns for an element live has (e.g. EngineCylinders)")
     b.add_argument("--json", action="store_true")
     b.set_defaults(func=cmd_build_catalog)
 
@@ -200,6 +213,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     f = sub.add_parser("diff", help="the release diff of a run (default: the latest)")
     f.add_argument("--run")
+    f.add_argument("--json", action="store_true", help="the stored diff as JSON")
     f.set_defaults(func=cmd_diff)
 
     sub.add_parser("cleanup", help="drop a staging schema kept by a failed run").set_defaults(func=cmd_cleanup)

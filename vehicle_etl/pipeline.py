@@ -22,7 +22,7 @@ from typing import Any
 import psycopg
 from sqlalchemy.engine import make_url
 
-from vehicle_etl import history, load, quality, swap
+from vehicle_etl import history, id_history, load, quality, swap
 from vehicle_etl.config import (
     LIVE_SCHEMA,
     PREVIOUS_SCHEMA,
@@ -228,6 +228,7 @@ def start_run(settings: Settings, run_id: str, ref: SourceRef, trigger: str) -> 
     with connect(settings) as conn:
         history.ensure_schema(conn)
         _ensure_reader_role(conn)
+        id_history.ensure(conn)
         history.start_run(conn, run_id, ref.release, ref.url, trigger)
 
 
@@ -279,8 +280,16 @@ def build_keys_step(settings: Settings, run_id: str) -> None:
         load.build_keys(conn, workers=settings.workers)
 
 
-def validate_step(settings: Settings, run_id: str, *, allow_drift: bool = False) -> None:
-    """The full quality gate; its results join the key checks in history, then the release diff."""
+def validate_step(
+    settings: Settings, run_id: str, *, allow_drift: bool = False, allow_element_change: bool = False,
+    requested_release: str | None = None,
+) -> None:
+    """The full quality gate; its results join the key checks in history, then the release diff.
+
+    The gate judges the run's own release (run history): the golden VINs it is held to and the
+    drift baseline depend on it. `requested_release` is the release the run named (Param or
+    --release): naming an older release than live's is how a backfill is confirmed.
+    """
     from vehicle_etl import diff  # what going live would change, stored with the run
 
     def release_diff(conn: psycopg.Connection) -> dict[str, Any]:
@@ -289,13 +298,18 @@ def validate_step(settings: Settings, run_id: str, *, allow_drift: bool = False)
 
     with step(settings, run_id, "validate") as conn, ThreadPoolExecutor(1, thread_name_prefix="diff") as pool:
         report = pool.submit(release_diff, conn)  # a read beside the gate's reads; kept only if it passes
-        results = quality.validate(conn, settings, allow_drift=allow_drift)
-        previous = (history.get_run(conn, run_id) or {}).get("checks") or []
+        run = history.get_run(conn, run_id) or {}
+        results = quality.validate(conn, settings, allow_drift=allow_drift, release=run.get("release"),
+                                   requested_release=requested_release, allow_element_change=allow_element_change)
+        previous = run.get("checks") or []
         with conn.transaction():
             history.update_run(conn, run_id, checks=previous + [r.as_dict() for r in results])
         quality.enforce(results, "validation")
+        release_report = report.result()
+        breaking = quality.breaking_check(release_report.get("breaking"))
         with conn.transaction():
-            history.update_run(conn, run_id, diff=report.result())
+            history.update_run(conn, run_id, diff=release_report,
+                               checks=previous + [r.as_dict() for r in [*results, breaking]])
 
 
 def swap_step(settings: Settings, run_id: str, ref: SourceRef) -> float:
@@ -338,6 +352,7 @@ def publish_step(settings: Settings, run_id: str) -> Path:
     marker = marker_step(settings, run_id)
     with connect(settings) as conn:
         run = history.get_run(conn, run_id) or {}
+        id_history.record(conn, run.get("release"), run_id)  # after the swap: no lock held on live
     cache.invalidate_after_swap(release=run.get("release"), run_id=run_id)
     alerts.send_success_summary(run_id)  # only when ALERT_ON_SUCCESS=1
     return marker
@@ -351,6 +366,7 @@ def build_catalog(
     release: str | None = None,
     trigger: str = "cli",
     allow_drift: bool = False,
+    allow_element_change: bool = False,
     run_id: str | None = None,
 ) -> dict[str, Any]:
     """Restore → extract/load → key checks → transform → keys → validate → swap → marker."""
@@ -366,7 +382,8 @@ def build_catalog(
         transform_step(settings, run_id)
         quality.preload_gx()  # GX's import (seconds of Python) beside the key build (one core in use)
         build_keys_step(settings, run_id)
-        validate_step(settings, run_id, allow_drift=allow_drift)
+        validate_step(settings, run_id, allow_drift=allow_drift, allow_element_change=allow_element_change,
+                      requested_release=release)
         swap_step(settings, run_id, ref)
         marker = publish_step(settings, run_id)
     with connect(settings) as conn:
@@ -375,6 +392,7 @@ def build_catalog(
         "run_id": run_id, "release": run.get("release"), "source": run.get("source"),
         "status": run.get("status"), "counts": run.get("counts"), "durations": run.get("durations"),
         "seconds": round(time.monotonic() - started, 2), "marker": str(marker),
+        "breaking": (run.get("diff") or {}).get("breaking"),
     }
 
 
@@ -396,6 +414,7 @@ def rollback(settings: Settings) -> dict[str, Any]:
         except EtlError as exc:
             _record_failure(conn, run_id, "rollback", exc)
             raise
+        id_history.record(conn, prev[0] if prev else None, run_id)
     return {"run_id": run_id, "release": prev[0] if prev else None, "lock_seconds": round(seconds, 3)}
 
 

@@ -18,6 +18,7 @@ import importlib
 import logging
 import math
 import os
+import re
 import threading
 import time
 from collections.abc import Callable, Collection
@@ -170,8 +171,10 @@ COVERAGE_TOLERANCE: dict[str, Tolerance] = {
     "model_year_range": None,
 }
 DEFAULT_MAX_SHRINK = 0.02
+RELEASE_ORDER = re.compile(r"^\d{4}_\d{2}$")  # YYYY_MM: orders as text
 
-GoldenHook = Callable[[psycopg.Connection, str], tuple[float, float]]
+# hook(conn, schema) -> (observed, threshold) or (observed, threshold, detail)
+GoldenHook = Callable[[psycopg.Connection, str], tuple[Any, ...]]
 
 
 def _tiered(name: str, bad: int, total: int, tolerance: Tolerance, detail: str) -> CheckResult:
@@ -215,6 +218,50 @@ def _count(conn: psycopg.Connection, schema: str, table: str) -> int:
     return _scalar(conn, sql.SQL("SELECT count(*) FROM {}.{}").format(sql.Identifier(schema), sql.Identifier(table)))
 
 
+def live_release(conn: psycopg.Connection, live: str = LIVE_SCHEMA) -> str | None:
+    """The release recorded in the live catalog_info (None without a live catalog)."""
+    if "catalog_info" not in schema_tables(conn, live):
+        return None
+    row = conn.execute(sql.SQL("SELECT release FROM {}.catalog_info LIMIT 1").format(sql.Identifier(live))).fetchone()
+    return row[0] if row else None
+
+
+def _comparable(release: str | None) -> bool:
+    return bool(release) and RELEASE_ORDER.fullmatch(str(release)) is not None
+
+
+def is_backfill(staged_release: str | None, live: str | None) -> bool:
+    """An older release replacing a newer live one (YYYY_MM names order as text)."""
+    return _comparable(staged_release) and _comparable(live) and str(staged_release) < str(live)
+
+
+def baseline_run(conn: psycopg.Connection, release: str) -> dict[str, Any] | None:
+    """The newest successful run whose release is not newer than `release`: a backfill's drift
+    baseline (its recorded table counts), since live is a newer release and is expected to be bigger."""
+    if conn.execute("SELECT to_regclass('etl.run_history')").fetchone()[0] is None:  # type: ignore[index]
+        return None
+    row = conn.execute(
+        "SELECT run_id, release, counts FROM etl.run_history WHERE status = 'success' "
+        "AND release ~ '^[0-9]{4}_[0-9]{2}$' AND release <= %s "
+        "ORDER BY release DESC, finished_at DESC LIMIT 1", (release,)).fetchone()
+    return {"run_id": row[0], "release": row[1], "counts": row[2] or {}} if row else None
+
+
+def _shrink_result(table: str, before: int, after: int, max_shrink: float, blocking: bool, note: str) -> CheckResult:
+    shrink = (before - after) / before if before else 0.0
+    shrunk = shrink > max_shrink
+    return CheckResult(
+        f"drift_shrink_{table}", not shrunk, f"{shrink:.2%} ({before} -> {after})", f"<= {max_shrink:.0%}",
+        blocking, f"{table} shrank by {before - after} rows{note}" if shrunk else "")
+
+
+def _drift_order(tables: list[str]) -> list[str]:
+    # Loaded tables first, in spec order, then derived ones: the first failure named in the
+    # alert is then the cause (pattern shrank), not a consequence (decode tables shrank).
+    loaded = [t.target for t in TABLES] + [LOOKUP_TARGET]
+    return sorted(tables, key=lambda t: (loaded.index(t) if t in loaded else len(loaded), t))
+
+
 def drift_checks(
     conn: psycopg.Connection,
     schema: str = STAGING_SCHEMA,
@@ -222,9 +269,16 @@ def drift_checks(
     *,
     allow_drift: bool = False,
     max_shrink: float = DEFAULT_MAX_SHRINK,
+    release: str | None = None,
+    requested_release: str | None = None,
 ) -> list[CheckResult]:
-    """No table shrinks by more than `max_shrink`; no make with models vanishes.
+    """No table shrinks by more than `max_shrink` against the right baseline; no make with models vanishes.
 
+    The baseline is live for a release at least as new as live's (or unnamed). For a **backfill**
+    (the staged `release` is older than live's) it is the recorded counts of the newest successful
+    run whose release is not newer than the staged one: live is a newer release and bigger by
+    nature. A backfill must be confirmed by naming the release (`requested_release`, the run's
+    release Param / --release); an older release nobody asked for blocks as `release_order`.
     With no live version there is nothing to compare: one passed result says so. `allow_drift`
     (the DAG's override Param) keeps the results but makes them warnings.
     """
@@ -235,20 +289,41 @@ def drift_checks(
         blocking = not allow_drift
         note = "; overridden by allow_drift" if allow_drift else ""
         results: list[CheckResult] = []
+        current = live_release(conn, live)
+        if is_backfill(release, current):
+            named = requested_release == release
+            results.append(CheckResult(
+                "release_order", False, f"backfill: {release} replaces live {current}",
+                "named release", blocking=not named,
+                detail=(f"an older release replaces a newer one; confirmed by naming release {release}"
+                        if named else
+                        f"staged release {release} is older than live {current} and was not asked for: "
+                        f"to backfill it, run again naming it (release Param / --release {release})")))
+            base = baseline_run(conn, str(release))
+            if base is None:
+                results.append(CheckResult(
+                    "drift_baseline", False, "none recorded", f"a run of a release <= {release}", False,
+                    f"no successful run of a release not newer than {release} is recorded: table sizes "
+                    "are not compared (live is newer); the other checks still judge the release"))
+                return results
+            results.append(CheckResult(
+                "drift_baseline", True, f"run {base['run_id']} ({base['release']})", "-", False,
+                f"backfill: sizes compared with the recorded run of release {base['release']}, not with live"))
+            staged_tables = set(schema_tables(conn, schema))
+            for table in _drift_order([t for t in base["counts"] if t in staged_tables]):
+                results.append(_shrink_result(table, int(base["counts"][table]), _count(conn, schema, table),
+                                              max_shrink, blocking, note))
+            # What live loses (makes, models, years) is the release diff's "breaking" section.
+            results.append(CheckResult("drift_makes_with_models_removed", True, "skipped", 0, blocking,
+                                       "backfill: live is newer; see the release diff's breaking section"))
+            return results
+        results.append(CheckResult("drift_baseline", True, f"live ({current or 'release unknown'})", "-", False))
         live_tables = set(schema_tables(conn, live))
-        # Loaded tables first, in spec order, then derived ones: the first failure named in the
-        # alert is then the cause (pattern shrank), not a consequence (decode tables shrank).
-        loaded = [t.target for t in TABLES] + [LOOKUP_TARGET]
-        tables = sorted(schema_tables(conn, schema), key=lambda t: (loaded.index(t) if t in loaded else len(loaded), t))
-        for table in tables:
+        for table in _drift_order(schema_tables(conn, schema)):
             if table not in live_tables or table == "catalog_info":
                 continue
-            before, after = _count(conn, live, table), _count(conn, schema, table)
-            shrink = (before - after) / before if before else 0.0
-            shrunk = shrink > max_shrink
-            results.append(CheckResult(
-                f"drift_shrink_{table}", not shrunk, f"{shrink:.2%} ({before} -> {after})", f"<= {max_shrink:.0%}",
-                blocking, f"{table} shrank by {before - after} rows{note}" if shrunk else ""))
+            results.append(_shrink_result(table, _count(conn, live, table), _count(conn, schema, table),
+                                          max_shrink, blocking, note))
         total, bad, example = _rows(conn, "checks/30_drift_makes.sql", schema=schema, live=live)[0]
         results.append(CheckResult(
             "drift_makes_with_models_removed", bad == 0, bad, 0, blocking,
@@ -257,17 +332,48 @@ def drift_checks(
     return results
 
 
+def element_presence_checks(
+    conn: psycopg.Connection, schema: str = STAGING_SCHEMA, live: str = LIVE_SCHEMA,
+    *, allow_element_change: bool = False,
+) -> list[CheckResult]:
+    """Elements with patterns in live and none staged (blocks: every VIN would stop decoding that
+    field) and the reverse (a warning: a new decoded field). `allow_element_change` (DAG Param,
+    --allow-element-change) turns the block into a warning; the evidence stays in run history."""
+    with conn.transaction():
+        if not schema_exists(conn, live) or "pattern" not in schema_tables(conn, live):
+            return [CheckResult("element_presence", True, "no live version", "-", False,
+                                f"schema {live} has no catalog yet: element presence not compared")]
+        rows = _rows(conn, "checks/40_element_presence.sql", schema=schema, live=live)
+    removed = [r for r in rows if r[3] == 0]
+    added = [r for r in rows if r[2] == 0]
+
+    def names(found: list[tuple[Any, ...]], side: int) -> str:
+        return ", ".join(f"{r[1]} ({r[0]}, {r[side]} patterns)" for r in found)
+
+    note = "; overridden by allow_element_change" if allow_element_change else ""
+    return [
+        CheckResult("element_removed", not removed, len(removed), 0, blocking=not allow_element_change,
+                    detail=(f"elements with patterns in live and none in the new release: {names(removed, 2)}; "
+                            f"decodes would lose these fields{note}") if removed else ""),
+        CheckResult("element_added", not added, len(added), 0, blocking=False,
+                    detail=(f"elements with patterns in the new release and none in live: {names(added, 3)}"
+                            if added else "")),
+    ]
+
+
 GOLDEN_CSV = PROJECT_ROOT / "data" / "golden" / "golden_vins.csv"
 
 
-def default_golden() -> GoldenHook | None:
+def default_golden(release: str | None = None) -> GoldenHook | None:
     """The golden-VIN hook, resolved lazily so quality.py never imports decode at import time.
 
     1. `vehicle_etl.decode.golden_gate(conn, schema) -> (observed, threshold)` when it exists;
     2. else `decode.golden_accuracy` over VEHICLE_ETL_GOLDEN_CSV (default data/golden/golden_vins.csv,
-       scripts/build_golden.py), restricted to the VINs whose WMI the staged release has (the shipped
-       sample covers a few makes; a release losing WMIs is the drift checks' business), the lowest
-       agreement of Make, Model and ModelYear against VEHICLE_ETL_GOLDEN_MIN_ACCURACY (default 0.999);
+       scripts/build_golden.py), restricted to the VINs the staged release could answer (`answerable`:
+       it links a schema to the VIN's WMI for its model year; the shipped sample covers a few makes,
+       an older release lacks newer WMIs and years, and a release losing WMIs is the drift checks'
+       business), the lowest agreement of Make, Model and ModelYear against
+       VEHICLE_ETL_GOLDEN_MIN_ACCURACY (default 0.999);
     3. else None: the check is reported as skipped.
     """
     try:
@@ -283,19 +389,40 @@ def default_golden() -> GoldenHook | None:
         return None
     threshold = float(os.environ.get("VEHICLE_ETL_GOLDEN_MIN_ACCURACY") or 0.999)
 
-    def from_csv(conn: psycopg.Connection, schema: str) -> tuple[float, float]:
-        wmis = {r[0] for r in conn.execute(
-            sql.SQL("SELECT wmi FROM {}.wmi").format(sql.Identifier(schema)))}
+    def from_csv(conn: psycopg.Connection, schema: str) -> tuple[float, float, str]:
         with csv_path.open(newline="") as fh:
-            rows = [r for r in csv.DictReader(fh) if _wmi_of(r["vin"]) in wmis]
+            every = list(csv.DictReader(fh))
+        rows = answerable(conn, schema, every, release)
+        detail = (f"{len(rows)} of {len(every)} golden VINs counted; {len(every) - len(rows)} have a model year after "
+                  f"release {release or '(unnamed)'} or one it does not link for their WMI (it cannot know them)")
         if not rows:
-            log.warning("golden VINs: none of %s has a WMI in %s; nothing to compare", csv_path, schema)
-            return 1.0, threshold
+            log.warning("golden VINs: none of %s can be answered by %s; nothing to compare", csv_path, schema)
+            return 1.0, threshold, detail
         report = accuracy(conn, rows, schema=schema)
-        log.info("golden VINs on %s: %s", schema, report.summary())
-        return report.min_rate, threshold
+        log.info("golden VINs on %s: %s (%s)", schema, report.summary(), detail)
+        worst = [f"{n}: {d['vin']} expected {d['expected']!r}, got {d['got']!r}"
+                 for n, ds in report.disagreements.items() for d in ds[:2]]
+        return report.min_rate, threshold, detail + ("; e.g. " + "; ".join(worst[:4]) if worst else "")
 
     return from_csv
+
+
+def answerable(
+    conn: psycopg.Connection, schema: str, rows: list[dict[str, str]], release: str | None = None
+) -> list[dict[str, str]]:
+    """The golden rows the release in `schema` could answer (checks/50_golden_answerable.sql): the
+    VIN's model year is not after the year of `release` (YYYY_MM), and the release links a VIN
+    schema to the VIN's WMI for that model year. A row without a model year counts when the
+    release has its WMI at all."""
+    wmis = [_wmi_of(r["vin"]) for r in rows]
+    years = [int(r["model_year"]) if (r.get("model_year") or "").strip().isdigit() else None for r in rows]
+    keep = {i for (i,) in conn.execute(_render(sql_file("checks/50_golden_answerable.sql"), schema=schema).encode(),
+                                       {"wmis": wmis, "years": [y or 0 for y in years],
+                                        "max_year": int(release[:4]) if _comparable(release) else None})}
+    if any(y is None for y in years):
+        known = {w for (w,) in conn.execute(sql.SQL("SELECT wmi FROM {}.wmi").format(sql.Identifier(schema)))}
+        keep |= {i + 1 for i, (w, y) in enumerate(zip(wmis, years, strict=True)) if y is None and w in known}
+    return [r for i, r in enumerate(rows, start=1) if i in keep]
 
 
 def _wmi_of(vin: str) -> str:
@@ -310,12 +437,14 @@ def golden_check(conn: psycopg.Connection, schema: str, golden: GoldenHook | Non
                            "skipped: no golden-VIN hook (decode.golden_gate, or VEHICLE_ETL_GOLDEN_CSV)")
     try:
         with conn.transaction():
-            observed, threshold = golden(conn, schema)
+            observed, threshold, *extra = golden(conn, schema)
     except Exception as exc:  # a decoder that cannot run on this data must not go live
         log.exception("golden-VIN check raised")
         return CheckResult("golden_vin_accuracy", False, "error", "-", True, f"{type(exc).__name__}: {exc}"[:500])
-    return CheckResult("golden_vin_accuracy", observed >= threshold, round(observed, 4), threshold, True,
-                       "" if observed >= threshold else "golden VINs decode worse than required")
+    detail = str(extra[0]) if extra else ""
+    if observed < threshold:
+        detail = "golden VINs decode worse than required" + (f"; {detail}" if detail else "")
+    return CheckResult("golden_vin_accuracy", observed >= threshold, round(observed, 4), threshold, True, detail)
 
 
 def validate(
@@ -328,13 +457,19 @@ def validate(
     max_shrink: float = DEFAULT_MAX_SHRINK,
     golden: GoldenHook | None = None,
     use_gx: bool = True,
+    release: str | None = None,
+    requested_release: str | None = None,
+    allow_element_change: bool = False,
 ) -> list[CheckResult]:
     """The full gate on `schema` (after build_keys): SQL checks, drift, golden VINs, GX suite.
 
     The four parts are independent reads: the SQL checks run on `conn`, the others each on a
     connection of their own at the same time (PostgreSQL runs a statement on one core; the GX
     import is seconds of Python CPU). Results come back in that order whatever finishes first.
-    `golden=None` uses `default_golden()` (the decoder's hook, when installed). `settings` is
+    `golden=None` uses `default_golden(release)` (the decoder's hook, when installed). `release`
+    is the staged release (YYYY_MM, or None when unknown): the golden VINs it is held to and the
+    drift baseline depend on it; `requested_release` is the one the run named (a backfill's
+    confirmation). `settings` is
     accepted for the pipeline's call shape; GX connects with `conn`'s own parameters so it reads
     the very database `conn` does.
     """
@@ -352,10 +487,12 @@ def validate(
         return run
 
     parts = {
-        "drift": timed("drift", lambda c: drift_checks(c, schema, live, allow_drift=allow_drift,
-                                                       max_shrink=max_shrink)),
+        "drift": timed("drift", lambda c: drift_checks(
+            c, schema, live, allow_drift=allow_drift, max_shrink=max_shrink, release=release,
+            requested_release=requested_release) + element_presence_checks(
+            c, schema, live, allow_element_change=allow_element_change)),
         "golden": timed("golden", lambda c: [golden_check(c, schema, golden if golden is not None
-                                                          else default_golden())]),
+                                                          else default_golden(release))]),
     }
     if use_gx:
         parts["gx"] = timed("gx", lambda c: _gx_checks(c, schema))
@@ -369,6 +506,19 @@ def validate(
     log.info("validation of %s: %d checks in %.2fs (side by side: %s)", schema, len(results),
              time.monotonic() - started, ", ".join(f"{k} {v}s" for k, v in timings.items()))
     return results
+
+
+def breaking_check(breaking: dict[str, Any] | None) -> CheckResult:
+    """The release diff's breaking-for-the-app count as a check (a warning, never a block): run
+    history, the alerts and the success summary then show it beside the gate's warnings. Not a
+    block: NHTSA does retire and rename ids, and the id-history lookups keep them resolvable."""
+    if not breaking:
+        return CheckResult("breaking_changes", True, 0, 0, False, "no live catalog to compare with")
+    parts = {k: v["count"] for k, v in breaking.items() if isinstance(v, dict) and v.get("count")}
+    total = int(breaking.get("total") or 0)
+    return CheckResult("breaking_changes", total == 0, total, 0, False,
+                       ", ".join(f"{k} {n}" for k, n in parts.items())
+                       + ("; stored ids resolve through vehicles.make_by_id / model_by_id" if total else ""))
 
 
 def preload_gx() -> None:
@@ -431,5 +581,8 @@ def enforce(results: list[CheckResult], stage: str) -> None:
             names += f" and {len(failed) - 5} more"
         hint = (" If the release is meant to be smaller, run again with the allow_drift Param "
                 "(CLI: --allow-drift)." if any(r.name.startswith("drift_") for r in failed) else "")
+        if any(r.name == "element_removed" for r in failed):
+            hint += (" If the release is meant to lose those elements, run again with the "
+                     "allow_element_change Param (CLI: --allow-element-change).")
         raise QualityGateError(f"quality gate failed at {stage}: {names}. Live was not changed; "
                                f"staging is kept for inspection.{hint}")
