@@ -6,7 +6,8 @@ from datetime import datetime, timedelta
 
 from airflow.sdk import Asset, Param, dag, get_current_context, task
 
-from vehicle_etl.airflow_adapter import etl_task, on_task_failure, run_info
+from vehicle_etl.airflow_adapter import backfill_month, etl_task, on_task_failure, run_info
+from vehicle_etl.releases import RELEASE_PATTERN
 
 LIVE_CATALOG = Asset(
     name="mvp_platform_vehicles_catalog",
@@ -47,7 +48,7 @@ DEFAULT_ARGS = {
     tags=["vpic", "vehicles", "etl", "mvp-platform"],
     doc_md=DOC,
     params={
-        "release": Param(None, type=["null", "string"], pattern=r"^\d{4}_(0[1-9]|1[0-2])$",
+        "release": Param(None, type=["null", "string"], pattern=RELEASE_PATTERN,
                          title="Release", description="vPIC release YYYY_MM; empty = newest available"),
         "source": Param(None, type=["null", "string"], maxLength=500, title="Source",
                         description="sqlite:///path, postgresql+psycopg://user@host/db or conn:<id>; "
@@ -59,7 +60,8 @@ DEFAULT_ARGS = {
     },
 )
 def vpic_vehicle_etl() -> None:
-    @task(doc_md="Find the release (restoring a backup when a backups folder is configured) and open run history.")
+    @task(doc_md="Open run history, find the source (restoring a backup when a backups folder is configured) "
+                 "and decide the release: a missing source or a release it cannot be fails here, for good.")
     @etl_task
     def restore() -> dict:
         from vehicle_etl import pipeline
@@ -68,9 +70,8 @@ def vpic_vehicle_etl() -> None:
         ctx = get_current_context()
         params = ctx["params"]
         run_id, trigger = run_info(ctx)
-        settings = Settings()
-        ref = pipeline.source_ref(settings, params.get("source"), params.get("release"))
-        pipeline.start_run(settings, run_id, ref, trigger)
+        ref = pipeline.resolve_step(Settings(), run_id, trigger, params.get("source"), params.get("release"),
+                                    not_after=None if params.get("release") else backfill_month(ctx))
         return ref.as_dict()
 
     @task.short_circuit(doc_md="Skip the rest when this release is already live and verified (unless force).")
