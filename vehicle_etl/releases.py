@@ -35,6 +35,7 @@ ALLOWED_LAG_MONTHS = 1
 # YYYY_MM as its own token of a file name (not inside a longer number).
 _IN_NAME = re.compile(r"(?<![0-9])(\d{4})_(0[1-9]|1[0-2])(?![0-9])")
 _STAMP = re.compile(r"^(\d{4})-(\d{2})")
+CHANGE_COLUMNS = ("CreatedOn", "UpdatedOn")  # vPIC's change stamps (not e.g. Wmi.PublicAvailabilityDate)
 
 
 def validate(release: Any, *, optional: bool = True) -> str | None:
@@ -94,7 +95,7 @@ def newest_stamp(source: Source) -> Stamp | None:
     newest: Stamp | None = None
     with source.engine.connect() as conn:
         for spec in TABLES:
-            stamped = [c.source for c in spec.columns if c.kind == "ts"]
+            stamped = [c.source for c in spec.columns if c.source in CHANGE_COLUMNS]
             if not stamped or spec.source.lower() not in present:
                 continue
             table = source.table(spec.source, stamped)
