@@ -25,6 +25,18 @@ dropdown and decoder tables → keys, indexes and functions → quality gate →
 password, or `conn:<connection id>`; default: configuration), `force` (rebuild a release that is
 already live), `allow_drift` (accept a release that shrinks more than the drift threshold).
 
+**Which release a run builds** (decided in `restore`, before anything is extracted): the `release`
+Param, else the release in the source's file name (`vPICList_lite_2026_02.bak`), else the newest
+release in the backups folder, else the month of the source's newest `CreatedOn`/`UpdatedOn`;
+`unknown` when nothing tells (such a run is never skipped as "already live"). A release that is in
+the future, disagrees with the file name, is older than the source's changes (more than one
+month), or has no backup fails `restore` at once, without retries; so does a missing source file.
+
+**Backfills** (`airflow backfill create … --dag-run-conf '{"release": "YYYY_MM"}'`): each run
+builds the release of its conf; without one, the newest release published in or before the month
+of its logical date (the newest such backup; another source only if it is not newer). A release
+already live and verified makes the run a no-op unless `"force": true`. See docs/RUNBOOK.md.
+
 A failed run never touches `vehicles`; its staging schema is kept for inspection
 (`vehicle-etl cleanup` drops it). Roll back with `vehicle-etl rollback`.
 """
@@ -40,6 +52,8 @@ DEFAULT_ARGS = {
 
 @dag(
     dag_id="vpic_vehicle_etl",
+    description="NHTSA vPIC release -> MVP Platform vehicle catalog (schema vehicles): restore, COPY, derive, "
+                "quality gate, atomic swap; weekly",
     schedule="@weekly",
     start_date=datetime(2026, 1, 1),
     catchup=False,
