@@ -118,3 +118,12 @@ def _listening(p: psutil.Process) -> list:
 @pytest.fixture(autouse=True, scope="module")
 def _built() -> None:
     assert WRAPPER.is_file() and os.access(WRAPPER, os.X_OK) and os.access(UI, os.X_OK)
+
+
+def test_metadata_connect_args_wait_for_sqlite_only(monkeypatch: pytest.MonkeyPatch) -> None:
+    from vehicle_etl import airflow_adapter
+
+    monkeypatch.setenv("AIRFLOW__DATABASE__SQL_ALCHEMY_CONN", "sqlite:////tmp/x/airflow.db")
+    assert airflow_adapter.METADATA_CONNECT_ARGS == {"timeout": 60}
+    monkeypatch.setenv("AIRFLOW__DATABASE__SQL_ALCHEMY_CONN", "postgresql+psycopg2://airflow@db/airflow")
+    assert airflow_adapter.METADATA_CONNECT_ARGS == {}
