@@ -72,7 +72,11 @@ def __getattr__(name: str) -> Any:
         raise AttributeError(name)
     from airflow.configuration import conf
 
-    return {"timeout": 60} if conf.get("database", "sql_alchemy_conn").startswith("sqlite") else {}
+    return metadata_connect_args(conf.get("database", "sql_alchemy_conn"))
+
+
+def metadata_connect_args(sql_alchemy_conn: str) -> dict[str, Any]:
+    return {"timeout": 60} if sql_alchemy_conn.startswith("sqlite") else {}
 
 
 def on_task_failure(context: dict[str, Any]) -> None:
