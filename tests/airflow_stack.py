@@ -17,13 +17,16 @@ goes to <root>/logs/<component>.log; diagnostics() returns their tails and the f
 from __future__ import annotations
 
 import atexit
+import contextlib
 import json
 import os
 import secrets
+import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import uuid
 from collections.abc import Callable, Iterable
@@ -47,11 +50,39 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def create_database(prefix: str) -> str:
+def create_database(prefix: str, template: str | None = None) -> str:
     name = f"{prefix}_{uuid.uuid4().hex[:10]}"
     with psycopg.connect(ADMIN_PG, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
+        conn.execute(f'CREATE DATABASE "{name}"' + (f' TEMPLATE "{template}"' if template else ""))
     return name
+
+
+_TEMPLATE: list[str] = []
+
+
+def migrated_template(timeout: float = 300) -> str:
+    """A metadata database migrated once per test process (`airflow db migrate`, tens of seconds);
+    each stack gets a copy of it (CREATE DATABASE ... TEMPLATE, about a second). Dropped at exit."""
+    if not _TEMPLATE:
+        name = create_database("vetl_airflow_template")
+        home = Path(tempfile.mkdtemp(prefix="vetl-airflow-migrate-"))
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("AIRFLOW_", "AIRFLOW__"))}
+        env.update({"AIRFLOW_HOME": str(home), "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": _sqlalchemy_url(name),
+                    "AIRFLOW__CORE__LOAD_EXAMPLES": "False", "PATH": f"{VENV_BIN}{os.pathsep}{env.get('PATH', '')}"})
+        try:
+            done = subprocess.run(["airflow", "db", "migrate"], env=env, capture_output=True, text=True,
+                                  timeout=timeout, stdin=subprocess.DEVNULL, start_new_session=True)
+        except subprocess.TimeoutExpired as exc:
+            drop_database(name)
+            raise StackError(f"airflow db migrate timed out after {timeout:.0f}s") from exc
+        finally:
+            shutil.rmtree(home, ignore_errors=True)
+        if done.returncode != 0:
+            drop_database(name)
+            raise StackError(f"airflow db migrate exited {done.returncode}\n"
+                             f"{done.stdout[-3000:]}\n{done.stderr[-3000:]}")
+        _TEMPLATE.append(name)
+    return _TEMPLATE[0]
 
 
 def drop_database(name: str) -> None:
@@ -130,7 +161,7 @@ class AirflowStack:
         self.password = secrets.token_urlsafe(12)
         self.port = free_port()
         self.base_url = f"http://127.0.0.1:{self.port}"
-        self.metadata_db = create_database("vetl_airflow_meta")
+        self.metadata_db = create_database("vetl_airflow_meta", template=migrated_template())
         self.components: list[Component] = []
         self._token: str | None = None
         self.queue = f"vetl_{uuid.uuid4().hex[:8]}"  # Celery: this stack's own queue on the shared broker
@@ -195,7 +226,7 @@ class AirflowStack:
     def start(self, timeout: float = 240) -> None:
         _LIVE.add(self)
         deadline = time.monotonic() + timeout
-        self.cli("db", "migrate", timeout=max(30.0, deadline - time.monotonic()))
+        # The metadata database is a copy of the template `airflow db migrate` made (migrated_template).
         self._spawn("api-server", ["airflow", "api-server", "--host", "127.0.0.1", "--port", str(self.port)])
         self._spawn("scheduler", ["airflow", "scheduler"])
         self._spawn("dag-processor", ["airflow", "dag-processor"])
@@ -234,10 +265,8 @@ class AirflowStack:
                 comp.proc.poll()
                 time.sleep(0.2)
             _signal_session(comp.proc.pid, signal.SIGKILL)
-            try:
+            with contextlib.suppress(subprocess.TimeoutExpired):
                 comp.proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                pass
         time.sleep(0.3)
         survivors = [pid for comp in self.components for pid in session_members(comp.proc.pid)]
         if self in _LIVE:
@@ -394,13 +423,14 @@ class AirflowStack:
 def _signal_session(sid: int, sig: signal.Signals) -> None:
     """Signal the leader's process group and every other group of its session (task processes)."""
     for pgid in {sid, *session_members(sid).values()}:
-        try:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(pgid, sig)
-        except (ProcessLookupError, PermissionError):
-            pass
 
 
 @atexit.register
 def _stop_all() -> None:
     for stack in list(_LIVE):
         stack.stop(grace=5)
+    for name in _TEMPLATE:
+        with contextlib.suppress(Exception):
+            drop_database(name)
