@@ -3,6 +3,8 @@ SHELL := /bin/bash
 PYTHON ?= python3.11
 VENV := .venv
 BIN := $(VENV)/bin
+# Keep these in step with scripts/airflow-env.sh, the environment of `scripts/airflow` (the way to
+# run any airflow command outside make); tests/test_airflow_cli.py checks that they agree.
 export AIRFLOW_HOME ?= $(CURDIR)/var/airflow
 export AIRFLOW__CORE__DAGS_FOLDER := $(CURDIR)/dags
 export AIRFLOW__CORE__PLUGINS_FOLDER := $(CURDIR)/plugins
@@ -10,7 +12,7 @@ export AIRFLOW__CORE__LOAD_EXAMPLES := False
 export AIRFLOW__CORE__UNIT_TEST_MODE := False
 export PYTHONPATH := $(CURDIR)
 
-.PHONY: run test install airflow-db lint bench airflow-ui clean
+.PHONY: run test install airflow-db lint bench airflow-ui airflow clean
 
 $(BIN)/.installed: requirements.txt pyproject.toml
 	@command -v $(PYTHON) >/dev/null || { echo "Python 3.11 is required ($(PYTHON) not found)"; exit 1; }
@@ -29,7 +31,7 @@ install: $(BIN)/.installed
 # empty airflow.db behind, which must not count as migrated.
 $(AIRFLOW_HOME)/.migrated: $(BIN)/.installed
 	mkdir -p $(AIRFLOW_HOME)
-	$(BIN)/airflow db migrate >/dev/null
+	scripts/airflow db migrate >/dev/null
 	touch $@
 
 airflow-db: $(AIRFLOW_HOME)/.migrated
@@ -37,7 +39,7 @@ airflow-db: $(AIRFLOW_HOME)/.migrated
 # The ETL once, end to end, through Airflow (airflow dags test), on the embedded defaults.
 run: install airflow-db
 	@# The summary is printed either way: on a failed run it shows the step and the error.
-	$(BIN)/airflow dags test vpic_vehicle_etl; rc=$$?; $(BIN)/vehicle-etl summary; exit $$rc
+	scripts/airflow dags test vpic_vehicle_etl; rc=$$?; $(BIN)/vehicle-etl summary; exit $$rc
 
 test: install airflow-db
 	$(BIN)/ruff check .
@@ -46,9 +48,15 @@ test: install airflow-db
 bench: install
 	$(BIN)/python bench/etl_full.py
 
-# The Airflow UI on http://localhost:8080 (airflow standalone; credentials are printed on start).
+# The Airflow UI (airflow standalone) on http://127.0.0.1:8080 (AIRFLOW__API__HOST/PORT to change);
+# prints the URL, where the admin password is and how to stop it, on every start.
 airflow-ui: install airflow-db
-	$(BIN)/airflow standalone
+	@scripts/airflow-ui
+
+# Any airflow command against this project's Airflow home: make airflow ARGS="dags list"
+# (the same as scripts/airflow dags list).
+airflow: install airflow-db
+	@scripts/airflow $(ARGS)
 
 clean:
 	-$(BIN)/vehicle-etl embedded-stop

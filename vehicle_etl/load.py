@@ -3,14 +3,11 @@
 from __future__ import annotations
 
 import logging
-import multiprocessing
-import os
 import re
-import threading
 import time
-from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, ThreadPoolExecutor, wait
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
-from pathlib import Path
+from typing import Any
 
 import psycopg
 from psycopg import sql
@@ -18,7 +15,7 @@ from psycopg import sql
 from vehicle_etl import extract
 from vehicle_etl.config import READER_ROLE, STAGING_SCHEMA
 from vehicle_etl.platform_db import run_in_schema, schema_tables, sibling, sql_file, sql_files
-from vehicle_etl.sources import Source, open_source
+from vehicle_etl.sources import Source
 from vehicle_etl.spec import DERIVED_TABLES, LOOKUP_TARGET, LOOKUPS_WITH_OWN_TABLE, TABLES, by_source
 
 log = logging.getLogger(__name__)
@@ -92,6 +89,13 @@ class CopyJob:
     lookup: bool = False
     shard: tuple[int, int] | None = None  # (k, n): only rows whose id % n == k
 
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> CopyJob:
+        """The inverse of dataclasses.asdict after a JSON round trip (lists back to tuples)."""
+        shard = d.get("shard")
+        return cls(d["label"], d["source_table"], d["target"], tuple(d["columns"]), bool(d.get("lookup")),
+                   (int(shard[0]), int(shard[1])) if shard else None)
+
 
 def plan_jobs(source: Source, absent_optional: list[str], workers: int, batch_rows: int) -> tuple[
         list[CopyJob], list[str]]:
@@ -119,53 +123,24 @@ def plan_jobs(source: Source, absent_optional: list[str], workers: int, batch_ro
     return jobs, missing
 
 
+def copy_job(source: Source, conn: psycopg.Connection, schema: str, job: CopyJob, batch_rows: int) -> tuple[
+        str, int, float]:
+    """One COPY job in its own transaction on `conn` (autocommit); returns (target, rows, seconds)."""
+    if job.lookup:
+        stmt = extract.select_lookup(source, job.source_table)
+    else:
+        stmt = extract.select_table(source, by_source(job.source_table), job.shard)
+    with conn.transaction():
+        rows, secs = copy_rows(conn, schema, job.target, list(job.columns),
+                               extract.stream(source, stmt, batch_rows), job.label)
+    return job.target, rows, secs
+
+
 def run_jobs(source: Source, conninfo: str, schema: str, jobs: list[CopyJob], batch_rows: int) -> list[
         tuple[str, int, float]]:
     """Run COPY jobs on one platform connection (in this process); returns (target, rows, seconds)."""
-    done: list[tuple[str, int, float]] = []
-    with psycopg.connect(conninfo, autocommit=True) as conn, conn.transaction():
-        for job in jobs:
-            if job.lookup:
-                stmt = extract.select_lookup(source, job.source_table)
-            else:
-                stmt = extract.select_table(source, by_source(job.source_table), job.shard)
-            rows, secs = copy_rows(conn, schema, job.target, list(job.columns),
-                                   extract.stream(source, stmt, batch_rows), job.label)
-            done.append((job.target, rows, secs))
-    return done
-
-
-def _watch_parent(parent_pid: int) -> None:
-    """Worker initializer: exit at once when the run's process is gone (killed with SIGKILL, OOM).
-    Else the orphaned worker would finish its COPY and then take the jobs still queued and COPY them
-    into the *next* run's fresh staging schema (duplicate rows; a forkserver worker's parent is the
-    forkserver, which stays up while its workers live, so PR_SET_PDEATHSIG does not help)."""
-
-    def alive() -> bool:
-        try:
-            os.kill(parent_pid, 0)
-            return Path(f"/proc/{parent_pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
-        except ProcessLookupError:
-            return False
-        except OSError:  # no /proc: the signal check alone
-            return True
-
-    def watch() -> None:
-        while alive():
-            time.sleep(0.2)
-        os._exit(1)  # mid-COPY: the server aborts the worker's transaction
-
-    threading.Thread(target=watch, name="watch-parent", daemon=True).start()
-
-
-def _worker(url: str, source_schema: str | None, conninfo: str, schema: str, job: CopyJob,
-            batch_rows: int) -> tuple[str, int, float]:
-    """Runs in a child process: its own source engine and platform connection."""
-    source = open_source(url, source_schema)
-    try:
-        return run_jobs(source, conninfo, schema, [job], batch_rows)[0]
-    finally:
-        source.engine.dispose()
+    with psycopg.connect(conninfo, autocommit=True) as conn:
+        return [copy_job(source, conn, schema, job, batch_rows) for job in jobs]
 
 
 def extract_load(
@@ -173,8 +148,9 @@ def extract_load(
 ) -> LoadReport:
     """Check the source, then stream every table of the spec into `schema` (already prepared).
 
-    With workers > 1 the COPY jobs run in that many processes (Pattern, ~80 % of the rows, split in
-    shards): extraction is CPU-bound in Python, so processes, not threads, use the second core.
+    With workers > 1 the COPY jobs run in that many worker processes (vehicle_etl.copy_pool; Pattern,
+    ~80 % of the rows, split in shards): extraction is CPU-bound in Python, so processes, not
+    threads, use the second core.
     """
     report = LoadReport()
     report.absent_optional = source.check(TABLES)
@@ -188,12 +164,10 @@ def extract_load(
     if workers <= 1:
         results = run_jobs(source, conninfo, schema, jobs, batch_rows)
     else:
+        from vehicle_etl import copy_pool
+
         url = (source.origin or source.engine.url).render_as_string(hide_password=False)
-        ctx = multiprocessing.get_context("forkserver")  # no inherited sockets: a killed parent frees its lock
-        with ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=_watch_parent,
-                                 initargs=(os.getpid(),)) as pool:
-            futures = [pool.submit(_worker, url, source.schema, conninfo, schema, j, batch_rows) for j in jobs]
-            results = [f.result() for f in futures]
+        results = copy_pool.run_parallel(url, source.schema, conninfo, schema, jobs, batch_rows, workers)
     report.counts.setdefault(LOOKUP_TARGET, 0)
     for target, rows, secs in results:
         report.counts[target] = report.counts.get(target, 0) + rows
