@@ -17,6 +17,7 @@ import email.policy
 import json
 import os
 import shutil
+import sqlite3
 import threading
 import time
 from collections.abc import Iterator
@@ -306,8 +307,15 @@ class TestLocalExecutor:
 
 
     def test_unknown_release_is_recorded_as_unknown_and_never_treated_as_live(self, local: Deployment) -> None:
+        # Nothing tells the release: no YYYY_MM in the file name, not the shipped sample's path,
+        # no change stamps (CreatedOn/UpdatedOn) to date it by.
         nameless = local.root / "copy-without-release-name.db"
         shutil.copyfile(SAMPLE_DB, nameless)
+        with contextlib.closing(sqlite3.connect(nameless)) as db, db:
+            for (table,) in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'").fetchall():
+                columns = {row[1] for row in db.execute(f'PRAGMA table_info("{table}")')}
+                for column in columns & {"CreatedOn", "UpdatedOn"}:
+                    db.execute(f'UPDATE "{table}" SET "{column}" = NULL')
         conf = {"source": f"sqlite:///{nameless}"}
         first, tis = run_and_wait(local, conf)
         assert_succeeded(local, first, tis)
