@@ -27,6 +27,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import uuid
 from collections.abc import Callable, Iterable
@@ -225,6 +226,7 @@ class AirflowStack:
 
     def start(self, timeout: float = 240) -> None:
         _LIVE.add(self)
+        _exit_on_sigterm()
         deadline = time.monotonic() + timeout
         # The metadata database is a copy of the template `airflow db migrate` made (migrated_template).
         self._spawn("api-server", ["airflow", "api-server", "--host", "127.0.0.1", "--port", str(self.port)])
@@ -425,6 +427,13 @@ def _signal_session(sid: int, sig: signal.Signals) -> None:
     for pgid in {sid, *session_members(sid).values()}:
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(pgid, sig)
+
+
+def _exit_on_sigterm() -> None:
+    """A SIGTERM to the test process (CI's timeout, `kill PID`) must still stop the stacks: Python's
+    default is to die without running atexit or fixture finalizers, so turn it into SystemExit."""
+    if threading.current_thread() is threading.main_thread() and signal.getsignal(signal.SIGTERM) == signal.SIG_DFL:
+        signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
 
 
 @atexit.register
