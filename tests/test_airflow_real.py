@@ -260,11 +260,18 @@ class TestLocalExecutor:
         """`airflow backfill create` over two weekly dates: one run per logical date, each builds 2026_02."""
         stack = local.stack
         conf = {"release": "2026_02", "force": True}
+        # As docs/RUNBOOK.md says: --max-active-runs 1. A backfill does not obey the DAG's
+        # max_active_runs (Airflow's backfill default is 10 at once), and two runs of this DAG at a
+        # time collide on the pipeline lock and on the one staging schema.
         stack.cli("backfill", "create", "--dag-id", DAG, "--from-date", "2026-01-04", "--to-date", "2026-01-11",
-                  "--dag-run-conf", json.dumps(conf), timeout=120)
+                  "--dag-run-conf", json.dumps(conf), "--max-active-runs", "1", timeout=120)
 
         def all_finished() -> list[dict[str, Any]] | None:
             runs = stack.runs(DAG, run_type="backfill")
+            for r in runs:  # a retry is minutes away: fail now, with the diagnostics
+                retrying = [t for t, ti in stack.task_instances(DAG, r["dag_run_id"]).items()
+                            if ti["state"] == "up_for_retry"]
+                assert not retrying, f"{r['dag_run_id']}: {retrying} wait for a retry\n{stack.diagnostics()}"
             return runs if len(runs) >= 2 and all(r["state"] in ("success", "failed") for r in runs) else None
 
         runs = stack.wait_for("the backfill's runs", all_finished, 2 * RUN_TIMEOUT, every=3)
