@@ -6,7 +6,8 @@ from datetime import datetime, timedelta
 
 from airflow.sdk import Asset, Param, dag, get_current_context, task
 
-from vehicle_etl.airflow_adapter import etl_task, on_task_failure, run_info
+from vehicle_etl.airflow_adapter import backfill_month, etl_task, on_task_failure, run_info
+from vehicle_etl.releases import RELEASE_PATTERN
 
 LIVE_CATALOG = Asset(
     name="mvp_platform_vehicles_catalog",
@@ -24,6 +25,18 @@ dropdown and decoder tables → keys, indexes and functions → quality gate →
 password, or `conn:<connection id>`; default: configuration), `force` (rebuild a release that is
 already live), `allow_drift` (accept a release that shrinks more than the drift threshold).
 
+**Which release a run builds** (decided in `restore`, before anything is extracted): the `release`
+Param, else the release in the source's file name (`vPICList_lite_2026_02.bak`), else the newest
+release in the backups folder, else the month of the source's newest `CreatedOn`/`UpdatedOn`;
+`unknown` when nothing tells (such a run is never skipped as "already live"). A release that is in
+the future, disagrees with the file name, is older than the source's changes (more than one
+month), or has no backup fails `restore` at once, without retries; so does a missing source file.
+
+**Backfills** (`airflow backfill create … --dag-run-conf '{"release": "YYYY_MM"}'`): each run
+builds the release of its conf; without one, the newest release published in or before the month
+of its logical date (the newest such backup; another source only if it is not newer). A release
+already live and verified makes the run a no-op unless `"force": true`. See docs/RUNBOOK.md.
+
 A failed run never touches `vehicles`; its staging schema is kept for inspection
 (`vehicle-etl cleanup` drops it). Roll back with `vehicle-etl rollback`.
 """
@@ -39,6 +52,8 @@ DEFAULT_ARGS = {
 
 @dag(
     dag_id="vpic_vehicle_etl",
+    description="NHTSA vPIC release -> MVP Platform vehicle catalog (schema vehicles): restore, COPY, derive, "
+                "quality gate, atomic swap; weekly",
     schedule="@weekly",
     start_date=datetime(2026, 1, 1),
     catchup=False,
@@ -47,7 +62,7 @@ DEFAULT_ARGS = {
     tags=["vpic", "vehicles", "etl", "mvp-platform"],
     doc_md=DOC,
     params={
-        "release": Param(None, type=["null", "string"], pattern=r"^\d{4}_(0[1-9]|1[0-2])$",
+        "release": Param(None, type=["null", "string"], pattern=RELEASE_PATTERN,
                          title="Release", description="vPIC release YYYY_MM; empty = newest available"),
         "source": Param(None, type=["null", "string"], maxLength=500, title="Source",
                         description="sqlite:///path, postgresql+psycopg://user@host/db or conn:<id>; "
@@ -59,7 +74,8 @@ DEFAULT_ARGS = {
     },
 )
 def vpic_vehicle_etl() -> None:
-    @task(doc_md="Find the release (restoring a backup when a backups folder is configured) and open run history.")
+    @task(doc_md="Open run history, find the source (restoring a backup when a backups folder is configured) "
+                 "and decide the release: a missing source or a release it cannot be fails here, for good.")
     @etl_task
     def restore() -> dict:
         from vehicle_etl import pipeline
@@ -68,9 +84,8 @@ def vpic_vehicle_etl() -> None:
         ctx = get_current_context()
         params = ctx["params"]
         run_id, trigger = run_info(ctx)
-        settings = Settings()
-        ref = pipeline.source_ref(settings, params.get("source"), params.get("release"))
-        pipeline.start_run(settings, run_id, ref, trigger)
+        ref = pipeline.resolve_step(Settings(), run_id, trigger, params.get("source"), params.get("release"),
+                                    not_after=None if params.get("release") else backfill_month(ctx))
         return ref.as_dict()
 
     @task.short_circuit(doc_md="Skip the rest when this release is already live and verified (unless force).")

@@ -45,7 +45,8 @@ def test_policy(dagbag) -> None:
     dag = dagbag.dags["vpic_vehicle_etl"]
     assert dag.max_active_runs == 1 and dag.catchup is False
     assert dag.tags and {"vpic", "etl"} <= set(dag.tags)
-    assert dag.doc_md
+    assert dag.doc_md and "Backfills" in dag.doc_md
+    assert dag.description and "vPIC" in dag.description
     assert set(dag.params.keys()) == {"release", "source", "force", "allow_drift"}
     for task in dag.tasks:
         assert task.owner == "vehicle-data-platform", task.task_id

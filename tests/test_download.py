@@ -14,6 +14,7 @@ import pytest
 
 from vehicle_etl import download, restore
 from vehicle_etl.download import DownloadError, NotPublished
+from vehicle_etl.errors import ReleaseError
 
 BAK = b"TAPE" + bytes(range(256)) * 4000  # an MTF-headed payload, ~1 MB, not very compressible
 
@@ -196,7 +197,7 @@ def test_off_by_default_and_bad_settings(tmp_path: Path, monkeypatch: pytest.Mon
     monkeypatch.delenv("VPIC_DOWNLOAD_BASE_URL", raising=False)
     assert download.download_release("2026_02", tmp_path) is None
     assert download.download_latest(tmp_path) is None
-    with pytest.raises(restore.RestoreError, match="invalid release"):
+    with pytest.raises(ReleaseError, match="invalid release"):
         download.download_release("../../etc", tmp_path, url="http://127.0.0.1:9")
     monkeypatch.setenv("VPIC_KEEP_RELEASES", "0")
     with pytest.raises(DownloadError, match="at least 1"):

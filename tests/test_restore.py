@@ -26,8 +26,8 @@ import sqlglot
 from conftest import SAMPLE_DB, create_database, drop_database, dsn, full_snapshot, settings_for
 from sqlglot.tokens import TokenType
 
-from vehicle_etl import extract, restore, spec
-from vehicle_etl.errors import RestoreError
+from vehicle_etl import extract, releases, restore, spec
+from vehicle_etl.errors import ReleaseError, RestoreError
 from vehicle_etl.restore import Backup
 from vehicle_etl.sources import open_source
 
@@ -166,13 +166,13 @@ def source_db() -> Iterator[str]:
 )
 def test_hostile_or_malformed_release_rejected_before_touching_files(bad: str, tmp_path: Path) -> None:
     missing = tmp_path / "does-not-exist"  # an error about the folder would mean files were touched first
-    with pytest.raises(RestoreError, match="invalid release"):
+    with pytest.raises(ReleaseError, match="invalid release"):
         restore.find_backup(missing, release=bad)
 
 
 def test_release_regex_accepts_real_months() -> None:
-    assert restore.validate_release("2026_02") == "2026_02"
-    assert restore.validate_release("2025_12") == "2025_12"
+    assert releases.validate("2026_02") == "2026_02"
+    assert releases.validate("2025_12") == "2025_12"
 
 
 def _bak(path: Path) -> Path:

@@ -51,6 +51,18 @@ def run_info(context: dict[str, Any]) -> tuple[str, str]:
     return dag_run.run_id, str(getattr(run_type, "value", run_type))
 
 
+def backfill_month(context: dict[str, Any]) -> str | None:
+    """YYYY_MM of a backfill run's logical date (None for other runs): the newest release it may build
+    when its conf names none (vehicle_etl.releases; docs/RUNBOOK.md, "Backfills")."""
+    _, trigger = run_info(context)
+    logical_date = context.get("logical_date")
+    if trigger != "backfill" or logical_date is None:
+        return None
+    from vehicle_etl.releases import month_of
+
+    return month_of(logical_date)
+
+
 def on_task_failure(context: dict[str, Any]) -> None:
     """on_failure_callback for every task: alerts (e-mail, webhook); never raises."""
     try:

@@ -23,7 +23,7 @@ from typing import Literal
 import requests
 
 from vehicle_etl.errors import RestoreError
-from vehicle_etl.restore import RELEASE_RE, validate_release
+from vehicle_etl.releases import RELEASE_RE, validate
 
 log = logging.getLogger(__name__)
 
@@ -182,7 +182,7 @@ def download_release(
 
     Formats are tried in order; a 404 moves on to the next. Returns the installed file.
     """
-    validate_release(release)
+    validate(release, optional=False)
     url = url or base_url()
     if not url:
         log.info("backup download is off (VPIC_DOWNLOAD_BASE_URL unset)")

@@ -9,6 +9,10 @@ class SourceError(EtlError):
     """The vPIC source is missing, unreadable or not a vPIC database."""
 
 
+class ReleaseError(EtlError):
+    """A release name is malformed, or no configured source can be that release."""
+
+
 class RestoreError(EtlError):
     """A backup could not be found or restored."""
 

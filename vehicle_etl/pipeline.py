@@ -22,7 +22,7 @@ from typing import Any
 import psycopg
 from sqlalchemy.engine import make_url
 
-from vehicle_etl import history, load, quality, swap
+from vehicle_etl import history, load, quality, releases, swap
 from vehicle_etl.config import (
     LIVE_SCHEMA,
     PREVIOUS_SCHEMA,
@@ -35,26 +35,16 @@ from vehicle_etl.config import (
 from vehicle_etl.errors import ConcurrentRunError, EtlError, SourceError
 from vehicle_etl.platform_db import connect, schema_exists, sibling, table_counts
 from vehicle_etl.sources import Source, open_source, url_from_airflow_connection
-from vehicle_etl.spec import DERIVED_TABLES, LOADED_TABLES
+from vehicle_etl.spec import DERIVED_TABLES, LOADED_TABLES, TABLES
 
 log = logging.getLogger(__name__)
 
-RELEASE_RE = re.compile(r"^\d{4}_(0[1-9]|1[0-2])$")
-RELEASE_IN_NAME = re.compile(r"vPICList_lite_(\d{4}_\d{2})", re.IGNORECASE)
-SAMPLE_RELEASE = "2026_02"  # the shipped sample is cut from vPIC's February 2026 release
+SAMPLE_RELEASE = "2026_02"  # the shipped sample is cut from vPIC's February 2026 release (data/sample/README.md)
 LOCK_KEY = int(hashlib.sha1(b"vehicle_etl.pipeline").hexdigest()[:15], 16)  # stable bigint
 
 
 def new_run_id() -> str:
     return f"cli__{datetime.now(UTC):%Y%m%dT%H%M%S}_{uuid.uuid4().hex[:6]}"
-
-
-def validate_release(release: str | None) -> str | None:
-    if release in (None, ""):
-        return None
-    if not isinstance(release, str) or not RELEASE_RE.fullmatch(release):
-        raise EtlError(f"invalid release {str(release)[:40]!r}: expected YYYY_MM, e.g. 2026_02")
-    return release
 
 
 # -- sources -----------------------------------------------------------------------------------
@@ -104,39 +94,103 @@ class SourceRef:
         return {"url": self.url, "release": self.release, "schema": self.schema}
 
 
-def source_ref(settings: Settings, source: str | None, release: str | None) -> SourceRef:
-    """Decide the source of this run (restoring a backup when a backups folder is configured)."""
-    release = validate_release(release)
+def source_ref(settings: Settings, source: str | None, release: str | None, *,
+               not_after: str | None = None) -> SourceRef:
+    """Decide the source of this run (restoring a backup when a backups folder is configured).
+
+    The release is the requested one, or the backup's; check_release then decides whether the
+    source can be it. `not_after` (a backfill run's month) limits the backups considered.
+    """
+    release = releases.validate(release)
     if validate_source(source):
-        if source.startswith("conn:"):
-            return SourceRef(source, release)
-        return SourceRef(source, release or _release_in_name(make_url(source).database))
+        return SourceRef(source, release)
     if settings.backups_dir is not None:
         from vehicle_etl import download, restore
 
-        # Optional (VPIC_DOWNLOAD_BASE_URL): fetch the named or newest release into the folder first.
+        # Optional (VPIC_DOWNLOAD_BASE_URL): fetch the named or newest release into the folder first
+        # (not for a backfill run without a release: it takes what the folder holds for its month).
         if release:
             download.download_release(release, settings.backups_dir)
-        else:
+        elif not_after is None:
             download.download_latest(settings.backups_dir)
-        backup = restore.find_backup(settings.backups_dir, release)
+        backup = restore.find_backup(settings.backups_dir, release, not_after=not_after)
         restored = restore.restore(backup, settings)
         return SourceRef(_strip_password(restored), backup.release)
     if settings.source_conn_id:
         return SourceRef(f"conn:{settings.source_conn_id}", release)
     if settings.source_url:
-        return SourceRef("env", release or _release_in_name(settings.source_url))
-    return SourceRef(f"sqlite:///{SAMPLE_DB}", release or SAMPLE_RELEASE)
+        return SourceRef("env", release)
+    return SourceRef(f"sqlite:///{SAMPLE_DB}", release)
 
 
 def _strip_password(url: str) -> str:
     return make_url(url).render_as_string(hide_password=True).replace(":***@", "@")
 
 
-def _release_in_name(name: str | None) -> str | None:
-    """YYYY_MM from a NHTSA file name such as vPICList_lite_2026_02.db."""
-    found = RELEASE_IN_NAME.search(name or "")
-    return found.group(1) if found else None
+def _file_name(settings: Settings, url: str) -> str | None:
+    """The file a source reference reads, for the release in its name (SQLite sources only)."""
+    if url == "env":
+        url = settings.source_url or ""
+    if url.startswith("conn:") or not url:
+        return None
+    try:
+        parsed = make_url(url)
+    except Exception:
+        return None
+    return parsed.database if parsed.get_backend_name() == "sqlite" else None
+
+
+def _is_sample(settings: Settings, ref: SourceRef) -> bool:
+    name = _file_name(settings, ref.url)
+    return name is not None and Path(name).resolve() == SAMPLE_DB.resolve()
+
+
+def check_release(settings: Settings, ref: SourceRef, *, not_after: str | None = None) -> SourceRef:
+    """Open the source and decide the run's release by the rules of vehicle_etl.releases.
+
+    Fails here, in the run's first step, when the source is missing or unreadable (SourceError
+    naming it), lacks a vPIC table, or cannot be the release asked for (ReleaseError).
+    """
+    source = open_ref(settings, ref)
+    try:
+        source.check(TABLES)
+        stamp = releases.newest_stamp(source)
+    finally:
+        source.engine.dispose()
+    release = releases.resolve(ref.release, file_name=_file_name(settings, ref.url), stamp=stamp,
+                               known=SAMPLE_RELEASE if _is_sample(settings, ref) else None, not_after=not_after)
+    if release == releases.UNKNOWN:
+        log.warning("the release of %s cannot be determined (no release in its name, no change stamps): "
+                    "recorded as %r; pass release to name it", ref.url, release)
+    else:
+        log.info("release %s (newest change in the source: %s)", release,
+                 f"{stamp.value} in {stamp.where}" if stamp else "none stamped")
+    return SourceRef(ref.url, release, ref.schema)
+
+
+def resolve_step(settings: Settings, run_id: str, trigger: str, source: str | None = None,
+                 release: str | None = None, *, not_after: str | None = None) -> SourceRef:
+    """The run's first step: record the run, find (restore) the source, decide and check the release.
+
+    The run's row is written first, with the release as far as it is known (the requested one,
+    else the one in the source's file name, else 'unknown'), so that a failure here (a missing
+    file, a release the source cannot be) is in run history and its alert names the release.
+    """
+    requested = releases.validate(release)  # hostile arguments: rejected before any SQL or file access
+    validate_source(source)
+    if not_after is not None:
+        releases.validate(not_after, optional=False)
+    asked = source or (f"conn:{settings.source_conn_id}" if settings.source_conn_id else None) or \
+        ("env" if settings.source_url else None) or \
+        (str(settings.backups_dir) if settings.backups_dir else f"sqlite:///{SAMPLE_DB}")
+    known = requested or releases.in_file_name(_file_name(settings, asked)) or releases.UNKNOWN
+    start_run(settings, run_id, SourceRef(asked, known), trigger)
+    with step(settings, run_id, "restore") as conn:
+        ref = check_release(settings, source_ref(settings, source, requested, not_after=not_after),
+                            not_after=not_after)
+        with conn.transaction():
+            history.update_run(conn, run_id, release=ref.release, source=ref.url)
+    return ref
 
 
 def open_ref(settings: Settings, ref: SourceRef) -> Source:
@@ -191,7 +245,7 @@ def step(settings: Settings, run_id: str, name: str) -> Iterator[psycopg.Connect
         with conn.transaction():  # a retried task resumes a run an earlier attempt marked failed
             history.update_run(conn, run_id, status="running", error=None)
         try:
-            if name != "extract_load":  # every later step works on the staging this run made
+            if name not in ("restore", "extract_load"):  # every later step works on the staging this run made
                 owner = load.staging_owner(conn)
                 if owner != run_id:
                     raise EtlError(f"the staging schema belongs to {'run ' + owner if owner else 'no run'}, "
@@ -307,7 +361,7 @@ def swap_step(settings: Settings, run_id: str, ref: SourceRef) -> float:
         def record(c: psycopg.Connection) -> None:
             c.execute(
                 f"INSERT INTO {LIVE_SCHEMA}.catalog_info (release, source, run_id) VALUES (%s, %s, %s)",
-                (ref.release or "unknown", ref.url, run_id))
+                (ref.release or releases.UNKNOWN, ref.url, run_id))
             history.update_run(c, run_id, status="success")
 
         return swap.promote(conn, settings.swap_lock_timeout_ms, in_transaction=record)
@@ -356,11 +410,10 @@ def build_catalog(
     """Restore → extract/load → key checks → transform → keys → validate → swap → marker."""
     run_id = run_id or new_run_id()
     started = time.monotonic()
-    validate_release(release)  # hostile arguments are rejected before any SQL or file access
+    releases.validate(release)  # hostile arguments are rejected before any SQL or file access
     validate_source(source)
     with run_lock(settings, run_id):
-        ref = source_ref(settings, source, release)
-        start_run(settings, run_id, ref, trigger)
+        ref = resolve_step(settings, run_id, trigger, source, release)
         extract_load_step(settings, run_id, ref)
         key_gate_step(settings, run_id)
         transform_step(settings, run_id)
@@ -400,8 +453,11 @@ def rollback(settings: Settings) -> dict[str, Any]:
 
 
 def is_noop(settings: Settings, ref: SourceRef, force: bool) -> bool:
-    """True when this release is already live and was verified by a successful run (and not forced)."""
-    if force or ref.release is None:
+    """True when this release is already live and was verified by a successful run (and not forced).
+
+    A run whose release could not be determined ('unknown') is never a no-op: nothing says that
+    what is live is what it would build."""
+    if force or ref.release in (None, releases.UNKNOWN):
         return False
     with connect(settings) as conn:
         if conn.execute("SELECT to_regclass('vehicles.catalog_info')").fetchone()[0] is None:  # type: ignore[index]

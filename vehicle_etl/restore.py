@@ -30,7 +30,7 @@ from typing import IO, Any, Literal
 import sqlalchemy as sa
 from sqlalchemy.engine import URL, make_url
 
-from vehicle_etl import spec
+from vehicle_etl import releases, spec
 from vehicle_etl.config import Settings, platform_conninfo
 from vehicle_etl.errors import RestoreError, SourceError, TransientRestoreError
 from vehicle_etl.sources import SQLITE_MAGIC, open_source
@@ -39,7 +39,6 @@ log = logging.getLogger(__name__)
 
 Kind = Literal["bak", "pgdump", "sqlite"]
 
-RELEASE_RE = re.compile(r"^\d{4}_(0[1-9]|1[0-2])$")
 # The release part is loose here on purpose: a file with a bad month is reported, not ignored silently.
 _NAME_RE = re.compile(
     r"^vPICList_lite_(?P<release>\d{4}_\d{2})\.(?P<ext>bak\.zip|bak|plain\.zip|sql|db|sqlite)$"
@@ -79,28 +78,22 @@ def _env(name: str, default: str | None = None) -> str | None:
     return value if value not in (None, "") else default
 
 
-def validate_release(release: str) -> str:
-    """Return `release` if it is YYYY_MM with a real month; RestoreError otherwise (nothing touched)."""
-    if not isinstance(release, str) or not RELEASE_RE.fullmatch(release):
-        raise RestoreError(
-            f"invalid release {release!r}: use YYYY_MM with a month 01-12, e.g. 2026_02 "
-            "(the part of vPICList_lite_YYYY_MM.bak after 'lite_')."
-        )
-    return release
-
-
 # --------------------------------------------------------------------------------------------
 # Finding a backup
 # --------------------------------------------------------------------------------------------
 
 
-def find_backup(backups_dir: Path, release: str | None = None, kinds: Iterable[Kind] | None = None) -> Backup:
+def find_backup(backups_dir: Path, release: str | None = None, kinds: Iterable[Kind] | None = None, *,
+                not_after: str | None = None) -> Backup:
     """The newest `vPICList_lite_YYYY_MM.*` in `backups_dir` (or exactly `release`), format-checked.
 
-    `kinds` limits the formats considered (e.g. only "bak" on a stack without PostgreSQL source).
+    `kinds` limits the formats considered (e.g. only "bak" on a stack without PostgreSQL source);
+    `not_after` (YYYY_MM, a backfill run's month) the releases considered when none is named.
     """
     if release is not None:
-        validate_release(release)  # before any file is touched: the value may come from a trigger form
+        releases.validate(release, optional=False)  # before any file is touched: it may come from a trigger form
+    if not_after is not None:
+        releases.validate(not_after, optional=False)
     backups_dir = Path(backups_dir)
     if not backups_dir.is_dir():
         raise RestoreError(
@@ -116,7 +109,7 @@ def find_backup(backups_dir: Path, release: str | None = None, kinds: Iterable[K
             if entry.name.startswith("vPICList_lite_"):
                 bad_names.append(entry.name)
             continue
-        if not RELEASE_RE.fullmatch(m["release"]):
+        if not releases.RELEASE_RE.fullmatch(m["release"]):
             bad_names.append(entry.name)
             continue
         kind = _KIND_OF_EXT[m["ext"]]
@@ -134,6 +127,15 @@ def find_backup(backups_dir: Path, release: str | None = None, kinds: Iterable[K
                 f"Put vPICList_lite_{release}.bak (or .plain.zip / .db) there, or enable the download."
             )
         chosen_release = release
+    elif not_after is not None:
+        older = [r for r in candidates if r <= not_after]
+        if not older:
+            have = ", ".join(sorted(candidates)) or "none"
+            raise RestoreError(
+                f"no backup of a release published in {not_after} or earlier in {backups_dir} (releases present: "
+                f"{have}). Put that backup there, or name the release in the run conf."
+            )
+        chosen_release = max(older)
     else:
         if not candidates:
             extra = f"; unusable names: {', '.join(bad_names)}" if bad_names else ""
