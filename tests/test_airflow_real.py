@@ -343,3 +343,28 @@ class TestLocalExecutor:
         assert tis["check_release"]["state"] == "success"
         row = local.history(second)
         assert row is not None and row["release"] == "unknown" and row["status"] != "noop", row
+
+
+class TestCeleryExecutor:
+    """The same scheduled and manual runs through Redis and two Celery workers."""
+
+    @staticmethod
+    def celery_results(dep: Deployment) -> int:
+        """Tasks the Celery result backend (the metadata database) recorded as SUCCESS."""
+        with psycopg.connect(pg_dsn(dep.stack.metadata_db)) as conn:
+            if conn.execute("SELECT to_regclass('celery_taskmeta')").fetchone()[0] is None:  # type: ignore[index]
+                return 0
+            return int(conn.execute("SELECT count(*) FROM celery_taskmeta WHERE status = 'SUCCESS'")
+                       .fetchone()[0])  # type: ignore[index]
+
+    def test_scheduled_run_on_celery_workers(self, celery: Deployment) -> None:
+        before = self.celery_results(celery)
+        tis = scheduled_run(celery)
+        assert {ti["queue"] for ti in tis.values()} == {celery.stack.queue}  # only the two workers consume it
+        assert self.celery_results(celery) - before >= len(TASKS)  # each task came back through Celery
+
+    def test_manual_run_on_celery_workers(self, celery: Deployment) -> None:
+        before = self.celery_results(celery)
+        tis = manual_run(celery)
+        assert {ti["queue"] for ti in tis.values()} == {celery.stack.queue}
+        assert self.celery_results(celery) - before >= len(TASKS)
