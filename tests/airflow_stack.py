@@ -201,6 +201,9 @@ class AirflowStack:
             "AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT": str(free_port()),
             "AIRFLOW__LOGGING__TRIGGER_LOG_SERVER_PORT": str(free_port()),
             "AIRFLOW__SCHEDULER__ENABLE_HEALTH_CHECK": "False",
+            # As scripts/airflow-env.sh sets for a local install: on a busy machine the task-start
+            # call to the Execution API has taken 50 s, past the default timeout.
+            "AIRFLOW__WORKERS__EXECUTION_API_TIMEOUT": "90",
             # Parse the DAG file promptly after start; the default intervals are minutes.
             "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "10",
             "AIRFLOW__DAG_PROCESSOR__PARSING_PROCESSES": "1",
