@@ -14,6 +14,12 @@ export AIRFLOW__CORE__UNIT_TEST_MODE="${AIRFLOW__CORE__UNIT_TEST_MODE:-False}"
 export PYTHONPATH="$ROOT${PYTHONPATH:+:$PYTHONPATH}"
 # `airflow standalone` starts its parts as `airflow` from PATH: this project's, not another one.
 export PATH="$ROOT/.venv/bin:$PATH"
+# A task process reports its start to the api-server; with the SQLite metadata database of a local
+# install, a busy machine can hold that call for tens of seconds, past Airflow's 5 s default, and
+# the retried call is then refused (the task already started): the attempt fails before running.
+export AIRFLOW__WORKERS__EXECUTION_API_TIMEOUT="${AIRFLOW__WORKERS__EXECUTION_API_TIMEOUT:-90}"
+# SQLite metadata database: wait for its write lock (see vehicle_etl.airflow_adapter); {} otherwise.
+export AIRFLOW__DATABASE__SQL_ALCHEMY_CONNECT_ARGS="${AIRFLOW__DATABASE__SQL_ALCHEMY_CONNECT_ARGS:-vehicle_etl.airflow_adapter.METADATA_CONNECT_ARGS}"
 
 # The API server (UI + REST API + the execution API the task processes call back to): loopback
 # unless configured. The base URL follows host and port, so changing the port is one variable.

@@ -118,3 +118,20 @@ def _listening(p: psutil.Process) -> list:
 @pytest.fixture(autouse=True, scope="module")
 def _built() -> None:
     assert WRAPPER.is_file() and os.access(WRAPPER, os.X_OK) and os.access(UI, os.X_OK)
+
+
+def test_metadata_connect_args_wait_for_sqlite_only() -> None:
+    from vehicle_etl.airflow_adapter import metadata_connect_args
+
+    assert metadata_connect_args("sqlite:////tmp/x/airflow.db") == {"timeout": 60}
+    assert metadata_connect_args("postgresql+psycopg2://airflow@db/airflow") == {}
+
+
+def test_metadata_connect_args_reach_airflow(tmp_path: Path) -> None:
+    """What Airflow itself loads through scripts/airflow: the import path resolves to the SQLite args."""
+    code = ("from airflow.configuration import conf; "
+            "print(conf.getimport('database', 'sql_alchemy_connect_args'))")
+    out = subprocess.run(["bash", "-c", f'. "{WRAPPER.parent}/airflow-env.sh"; exec python -c "{code}"'],
+                         cwd=tmp_path, env=clean_env(), capture_output=True, text=True, timeout=180)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.strip().splitlines()[-1] == "{'timeout': 60}"

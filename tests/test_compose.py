@@ -18,25 +18,58 @@ COMPOSE = ROOT / "docker-compose.yml"
 ENV_EXAMPLE = ROOT / ".env.example"
 SCHEMA = Path(__file__).parent / "data" / "compose-spec.json"
 
-_VAR = re.compile(r"\$\$|\$\{(?P<name>[A-Za-z_][A-Za-z0-9_]*)(?:(?P<op>:?[-?])(?P<arg>[^}]*))?\}")
+_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
 
-def interpolate(text: str, env: dict[str, str]) -> str:
-    """Compose-style ${VAR}, ${VAR:-default}, ${VAR-default}, ${VAR:?err}, ${VAR?err}; $$ is a literal $."""
-
-    def sub(m: re.Match[str]) -> str:
-        if m.group(0) == "$$":
-            return "$"
-        name, op, arg = m["name"], m["op"], m["arg"] or ""
-        value = env.get(name)
+def interpolate(text: str, env: dict[str, str], seen: set[str] | None = None) -> str:
+    """Compose-style ${VAR}, ${VAR:-default}, ${VAR-default}, ${VAR:?err}, ${VAR?err}, nested in
+    defaults as Compose allows (${A:-${B:-x}}); $$ is a literal $. Names met go into `seen`."""
+    out: list[str] = []
+    i = 0
+    while i < len(text):
+        if text.startswith("$$", i):
+            out.append("$")
+            i += 2
+            continue
+        if not text.startswith("${", i):
+            out.append(text[i])
+            i += 1
+            continue
+        name = _NAME.match(text, i + 2)
+        assert name, f"bad interpolation at {text[i:i + 40]!r}"
+        j = name.end()
+        op = next((o for o in (":-", ":?", "-", "?") if text.startswith(o, j)), "")
+        j += len(op)
+        depth, k = 1, j  # the argument runs to the matching brace
+        while depth:
+            if text.startswith("$$", k):
+                k += 2
+                continue
+            if text.startswith("${", k):
+                depth, k = depth + 1, k + 2
+                continue
+            depth -= text[k] == "}"
+            k += 1
+        arg = text[j:k - 1]
+        if seen is not None:
+            seen.add(name.group())
+            interpolate(arg, env, seen)  # names in a default count as used too
+        value = env.get(name.group())
         unset = not value if op in (":-", ":?") else value is None  # ":" also treats empty as unset
         if unset and op in (":-", "-"):
-            return arg
-        if unset and op in (":?", "?"):
-            raise ValueError(f"required variable {name} is missing: {arg}")
-        return value or ""
+            out.append(interpolate(arg, env))
+        elif unset and op in (":?", "?"):
+            raise ValueError(f"required variable {name.group()} is missing: {arg}")
+        else:
+            out.append(value or "")
+        i = k
+    return "".join(out)
 
-    return _VAR.sub(sub, text)
+
+def referenced_names() -> set[str]:
+    seen: set[str] = set()
+    interpolate(COMPOSE.read_text(), {n: "x" for n in env_example()}, seen)
+    return seen
 
 
 def env_example() -> dict[str, str]:
@@ -105,7 +138,7 @@ def test_services(compose: dict[str, Any]) -> None:
     assert services["airflow-scheduler"]["command"] == "scheduler"
     assert services["airflow-dag-processor"]["command"] == "dag-processor"
     assert services["airflow-triggerer"]["command"] == "triggerer"
-    assert services["airflow-api-server"]["ports"] == ["8080:8080"]
+    assert services["airflow-api-server"]["ports"] == ["127.0.0.1:8080:8080"]
     assert services["airflow-init"]["environment"]["_AIRFLOW_DB_MIGRATE"] == "true"
     dockerfile = (ROOT / "Dockerfile").read_text()
     assert "FROM apache/airflow:3.3.2-python3.11" in dockerfile
@@ -161,7 +194,7 @@ def test_platform_database(compose: dict[str, Any]) -> None:
     assert svc["image"] == "postgres:15-alpine"
     assert svc["environment"]["POSTGRES_DB"] == "mvp-platform-vehicles"
     assert svc["environment"]["POSTGRES_USER"] == "mvp_platform_user"
-    assert svc["ports"] == ["5433:5432"]
+    assert svc["ports"] == ["127.0.0.1:5433:5432"]
     assert "mvp_platform_data:/var/lib/postgresql/data" in svc["volumes"]
     assert "pg_isready" in " ".join(svc["healthcheck"]["test"])
     env = compose["services"]["airflow-scheduler"]["environment"]
@@ -235,7 +268,8 @@ def test_env_example_documents_every_variable() -> None:
             assert j >= 0 and lines[j].startswith("#") and lines[j].strip("# -"), f"{name} has no comment"
             names.append(name)
     assert len(names) == len(set(names)), "duplicate variables"
-    referenced = {m["name"] for m in _VAR.finditer(COMPOSE.read_text()) if m["name"]}
+    referenced = referenced_names()
+    assert {"AIRFLOW_API_PORT", "AIRFLOW_API_BASE_URL", "MSSQL_SOURCE_PASSWORD"} <= referenced
     assert referenced - set(names) == set(), "used in docker-compose.yml but missing from .env.example"
     required = {
         "MVP_PLATFORM_DB_HOST", "MVP_PLATFORM_DB_PORT", "MVP_PLATFORM_DB_NAME", "MVP_PLATFORM_DB_USER",
@@ -255,3 +289,64 @@ def test_required_secrets_are_enforced() -> None:
     del env["MSSQL_SOURCE_PASSWORD"]
     with pytest.raises(ValueError, match="MSSQL_SOURCE_PASSWORD"):
         interpolate(COMPOSE.read_text(), env)
+
+
+def test_interpolation_nests_like_compose() -> None:
+    text = "a ${X:-${Y:-y}} b $${HOSTNAME} ${Z?need z}"
+    assert interpolate(text, {"Z": "z"}) == "a y b ${HOSTNAME} z"
+    assert interpolate(text, {"Y": "1", "Z": "z"}) == "a 1 b ${HOSTNAME} z"
+    assert interpolate(text, {"X": "0", "Z": ""}) == "a 0 b ${HOSTNAME} "
+    with pytest.raises(ValueError, match="need z"):
+        interpolate(text, {})
+
+
+def test_api_published_on_loopback_and_base_url_follows_the_port(compose: dict[str, Any]) -> None:
+    """As on a host install: loopback unless configured, and one variable moves the port."""
+    env = compose["services"]["airflow-scheduler"]["environment"]
+    assert env["AIRFLOW__API__BASE_URL"] == "http://localhost:8080"
+    assert env["AIRFLOW__CORE__EXECUTION_API_SERVER_URL"] == "http://airflow-api-server:8080/execution/"
+    moved = yaml.safe_load(interpolate(COMPOSE.read_text(), {**filled_env(), "AIRFLOW_API_PORT": "8091"}))
+    assert moved["services"]["airflow-api-server"]["ports"] == ["127.0.0.1:8091:8080"]
+    for name in ("airflow-scheduler", "airflow-api-server", "airflow-worker"):
+        assert moved["services"][name]["environment"]["AIRFLOW__API__BASE_URL"] == "http://localhost:8091"
+        # Task processes reach the api-server inside the stack, on its container port.
+        assert moved["services"][name]["environment"]["AIRFLOW__CORE__EXECUTION_API_SERVER_URL"] == \
+            "http://airflow-api-server:8080/execution/"
+    exposed = yaml.safe_load(interpolate(COMPOSE.read_text(), {
+        **filled_env(), "AIRFLOW_API_BIND": "0.0.0.0", "AIRFLOW_API_BASE_URL": "https://airflow.example.com"}))
+    assert exposed["services"]["airflow-api-server"]["ports"] == ["0.0.0.0:8080:8080"]
+    assert exposed["services"]["airflow-scheduler"]["environment"]["AIRFLOW__API__BASE_URL"] == \
+        "https://airflow.example.com"
+    published = [p for svc in compose["services"].values() for p in svc.get("ports", [])]
+    assert published and all(p.startswith("127.0.0.1:") for p in published), published
+
+
+def test_default_worker_setting_runs_inside_a_task(compose: dict[str, Any], tmp_path: Path) -> None:
+    """The stack's own task environment (its VEHICLE_ETL_WORKERS default and a metadata database URL
+    a child process cannot use) applied to a process set up like a supervised task: the COPY
+    workers load the sample. (The first round's default of 2 workers broke every task.)"""
+    import os
+    import subprocess
+    import sys
+
+    from conftest import create_database, drop_database, dsn
+    from test_copy_workers import TASK_LIKE_MAIN
+
+    from vehicle_etl.config import SAMPLE_DB
+
+    env = compose["services"]["airflow-scheduler"]["environment"]
+    workers = int(env["VEHICLE_ETL_WORKERS"])
+    assert workers == 2
+    script = tmp_path / "task_main.py"
+    script.write_text(TASK_LIKE_MAIN.replace("workers=2", f"workers={workers}").replace(
+        '"airflow-db-not-for-children://"', repr(env["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"])))
+    name = create_database("vetl_compose")
+    try:
+        proc = subprocess.run(
+            [sys.executable, str(script), dsn(name), f"sqlite:///{SAMPLE_DB}", "20000"],
+            env={**os.environ, "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": env["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"]},
+            capture_output=True, text=True, timeout=300)
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        assert json.loads(proc.stdout)["pattern"] > 0
+    finally:
+        drop_database(name)

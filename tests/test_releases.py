@@ -146,6 +146,8 @@ def test_a_release_not_in_the_backups_folder_is_rejected(platform_db: Settings, 
     sample_copy(backups, "vPICList_lite_2026_02.db")
     monkeypatch.setenv("VPIC_BACKUPS_DIR", str(backups))
     monkeypatch.delenv("VPIC_DOWNLOAD_BASE_URL", raising=False)
+    with pytest.raises(ReleaseError, match="release 2031_01 is in the future"):  # said first, not "no backup"
+        pipeline.resolve_step(Settings(), new_run(), "manual", None, "2031_01")
     run_id = new_run()
     with pytest.raises(RestoreError, match=r"no backup for release 2025_10 in .*releases present: 2026_02"):
         pipeline.resolve_step(Settings(), run_id, "manual", None, "2025_10")

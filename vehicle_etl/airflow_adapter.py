@@ -63,6 +63,22 @@ def backfill_month(context: dict[str, Any]) -> str | None:
     return month_of(logical_date)
 
 
+def __getattr__(name: str) -> Any:
+    """METADATA_CONNECT_ARGS ([database] sql_alchemy_connect_args, set by scripts/airflow-env.sh):
+    with the SQLite metadata database of a local install, wait up to 60 s for its write lock instead
+    of pysqlite's 5 s, so a CLI command (backfill create, dags trigger) next to a busy scheduler does
+    not fail with "database is locked". Nothing for any other database."""
+    if name != "METADATA_CONNECT_ARGS":
+        raise AttributeError(name)
+    from airflow.configuration import conf
+
+    return metadata_connect_args(conf.get("database", "sql_alchemy_conn"))
+
+
+def metadata_connect_args(sql_alchemy_conn: str) -> dict[str, Any]:
+    return {"timeout": 60} if sql_alchemy_conn.startswith("sqlite") else {}
+
+
 def on_task_failure(context: dict[str, Any]) -> None:
     """on_failure_callback for every task: alerts (e-mail, webhook); never raises."""
     try:

@@ -186,6 +186,7 @@ def resolve_step(settings: Settings, run_id: str, trigger: str, source: str | No
     known = requested or releases.in_file_name(_file_name(settings, asked)) or releases.UNKNOWN
     start_run(settings, run_id, SourceRef(asked, known), trigger)
     with step(settings, run_id, "restore") as conn:
+        releases.not_in_future(requested)  # before a backup of it is looked for (or downloaded)
         ref = check_release(settings, source_ref(settings, source, requested, not_after=not_after),
                             not_after=not_after)
         with conn.transaction():

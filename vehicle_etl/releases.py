@@ -107,6 +107,13 @@ def newest_stamp(source: Source) -> Stamp | None:
     return newest
 
 
+def not_in_future(release: str | None, now: datetime | None = None) -> None:
+    """The first rule, checked before any source is looked for (a backup of it cannot exist either)."""
+    if release is not None and release != UNKNOWN and release > current(now):
+        raise ReleaseError(f"release {release} is in the future (this is {current(now)}): no source can provide "
+                           "it; leave release empty for the newest available, or name a published one")
+
+
 def resolve(requested: str | None, *, file_name: str | None = None, stamp: Stamp | None = None,
             known: str | None = None, not_after: str | None = None, now: datetime | None = None) -> str:
     """The release a run builds from a source (see the module's rules), or ReleaseError naming the rule."""
