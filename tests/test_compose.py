@@ -174,6 +174,17 @@ def test_executor_local_by_default_and_celery_profile(compose: dict[str, Any]) -
     worker = services["airflow-worker"]
     assert worker["profiles"] == ["celery"] and worker["command"] == "celery worker"
     assert worker["environment"]["AIRFLOW__CELERY__BROKER_URL"].startswith("redis://redis:6379/")
+    # The Celery profile is the configuration the real-Airflow suite runs (TestCeleryExecutor): Redis
+    # broker, the PostgreSQL metadata database as result backend, two workers of concurrency 2.
+    assert worker["deploy"]["replicas"] == 2
+    env = worker["environment"]
+    assert env["AIRFLOW__CELERY__BROKER_URL"] == "redis://redis:6379/1"
+    assert env["AIRFLOW__CELERY__BROKER_URL"] != env["MVP_PLATFORM_REDIS_URL"]  # not the app's cache DB
+    meta = env["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"]
+    assert env["AIRFLOW__CELERY__RESULT_BACKEND"] == "db+" + meta.replace("postgresql+psycopg2://", "postgresql://")
+    assert env["AIRFLOW__CELERY__WORKER_CONCURRENCY"] == "2"
+    assert {"redis", "airflow-db"} <= set(worker["depends_on"])
+    assert worker["depends_on"]["redis"]["condition"] == "service_healthy"
     celery_env = {**filled_env(), "AIRFLOW__CORE__EXECUTOR": "CeleryExecutor"}
     celery = yaml.safe_load(interpolate(COMPOSE.read_text(), celery_env))
     assert celery["services"]["airflow-worker"]["environment"]["AIRFLOW__CORE__EXECUTOR"] == "CeleryExecutor"
