@@ -304,13 +304,16 @@ def swap_step(settings: Settings, run_id: str, ref: SourceRef) -> float:
         if not schema_exists(conn, STAGING_SCHEMA):
             raise EtlError("there is no staging schema to promote: run the load first")
 
-        def record(c: psycopg.Connection) -> None:
-            c.execute(
-                f"INSERT INTO {LIVE_SCHEMA}.catalog_info (release, source, run_id) VALUES (%s, %s, %s)",
+        with conn.transaction():  # part of the version that goes live (a retried step rewrites it)
+            conn.execute(f"DELETE FROM {STAGING_SCHEMA}.catalog_info")
+            conn.execute(
+                f"INSERT INTO {STAGING_SCHEMA}.catalog_info (release, source, run_id) VALUES (%s, %s, %s)",
                 (ref.release or "unknown", ref.url, run_id))
+
+        def record(c: psycopg.Connection) -> None:
             history.update_run(c, run_id, status="success")
 
-        return swap.promote(conn, settings.swap_lock_timeout_ms, in_transaction=record)
+        return swap.promote(conn, settings.swap_lock_timeout_ms, in_transaction=record, run_id=run_id)
 
 
 def marker_step(settings: Settings, run_id: str) -> Path:

@@ -1,0 +1,31 @@
+-- The versioned catalog store (vehicle_etl/swap.py; docs/ARCHITECTURE.md "Schemas"). Idempotent.
+-- Every catalog table is a LIST-partitioned parent here, partitioned by `version`; a release's
+-- tables are its partitions (they stay in their own schema, vehicles_v<N>). The app reads views in
+-- `vehicles` (and `vehicles_previous`) that filter the parents by the version this one-row table
+-- names: the swap and the rollback are an UPDATE of this row, no DDL on anything a reader touches.
+CREATE SCHEMA IF NOT EXISTS vehicles_store;
+
+CREATE TABLE IF NOT EXISTS vehicles_store.control (
+    one         boolean PRIMARY KEY DEFAULT true CHECK (one),  -- exactly one row
+    live        integer,                                       -- NULL: nothing promoted yet
+    previous    integer,
+    switched_at timestamptz
+);
+-- A vacuum that truncates the heap takes an ACCESS EXCLUSIVE lock, which a hot standby replays
+-- against the readers of this table (every reader reads it): never truncate it.
+ALTER TABLE vehicles_store.control SET (vacuum_truncate = false);
+INSERT INTO vehicles_store.control (one) VALUES (true) ON CONFLICT DO NOTHING;
+
+CREATE SEQUENCE IF NOT EXISTS vehicles_store.version_seq;
+
+-- One row per attached version: its schema (by OID, which survives the rename of
+-- vehicles_staging to vehicles_v<N>), and the function set the release was built and gated with
+-- (rendered for `vehicles`), so a rollback also brings back that version's functions.
+CREATE TABLE IF NOT EXISTS vehicles_store.version (
+    version          integer PRIMARY KEY,
+    schema_oid       oid         NOT NULL,
+    run_id           text,
+    functions_sql    text        NOT NULL,
+    functions_digest text        NOT NULL,
+    attached_at      timestamptz NOT NULL DEFAULT now()
+);
