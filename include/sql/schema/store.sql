@@ -15,6 +15,7 @@ CREATE TABLE IF NOT EXISTS vehicles_store.control (
 -- against the readers of this table (every reader reads it): never truncate it.
 ALTER TABLE vehicles_store.control SET (vacuum_truncate = false);
 INSERT INTO vehicles_store.control (one) VALUES (true) ON CONFLICT DO NOTHING;
+ANALYZE vehicles_store.control;  -- one row: planned as one row, not as an unknown-size heap
 
 CREATE SEQUENCE IF NOT EXISTS vehicles_store.version_seq;
 
