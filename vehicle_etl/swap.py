@@ -73,6 +73,12 @@ def control(conn: psycopg.Connection) -> tuple[int | None, int | None]:
     return (row[0], row[1]) if row else (None, None)
 
 
+def live_schema(conn: psycopg.Connection) -> str | None:
+    """The schema holding the live version's own tables (vehicles_v<N>), None before the first swap."""
+    live, _ = control(conn)
+    return version_schema(live) if live is not None else None
+
+
 def _columns(conn: psycopg.Connection, schema: str, table: str) -> list[tuple[str, str]]:
     return [(r[0], r[1]) for r in conn.execute(
         "SELECT a.attname, format_type(a.atttypid, a.atttypmod) FROM pg_attribute a "
@@ -354,8 +360,10 @@ def _drop_version(conn: psycopg.Connection, version: int, schema: str) -> bool:
                 conn.execute(sql.SQL("ALTER TABLE {} DETACH PARTITION {} " + verb).format(parent, ident))
             conn.execute(sql.SQL("DROP TABLE {}").format(ident))
         except psycopg.errors.OperationalError as exc:  # lock timeout, canceled: the next run retries
-            log.warning("cleanup of version %d: %s.%s stays for now (%s)", version, schema, table, exc)
+            log.warning("cleanup of version %d: %s.%s and the rest of the version stay for now (%s); "
+                        "the next run drops them", version, schema, table, exc)
             done = False
+            break  # the same open transaction would make every other table wait as long
         finally:
             conn.execute("RESET lock_timeout")
     if done:
