@@ -60,7 +60,8 @@ class StandbyPair:
         self.procs[name] = subprocess.Popen(
             self._cmd(str(self.bin / "postgres"), "-D", str(pgdata), "-p", str(port),
                       "-c", "listen_addresses=127.0.0.1", "-c", f"unix_socket_directories={self.root}",
-                      "-c", "fsync=off", "-c", "max_connections=120",
+                      "-c", "fsync=off", "-c", "max_connections=120", "-c", "log_recovery_conflict_waits=on",
+                      "-c", "log_lock_waits=on",
                       "-c", "shared_buffers=256MB"),
             stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
         deadline = time.monotonic() + 60
@@ -116,6 +117,11 @@ class StandbyPair:
                     break
                 except subprocess.TimeoutExpired:
                     continue
+        keep = os.environ.get("VEHICLE_ETL_KEEP_STANDBY_LOGS")  # a folder: the servers' logs are copied there
+        if keep:
+            Path(keep).mkdir(parents=True, exist_ok=True)
+            for log in self.root.glob("*.log"):
+                shutil.copy(log, Path(keep) / log.name)
         shutil.rmtree(self.root, ignore_errors=True)
 
 

@@ -208,6 +208,8 @@ class Readers:
                         st.mixed.append((kind, tags))
                 except BaseException as exc:  # any error is a failure of the swap's promise
                     st.errors.append(f"{type(exc).__name__}: {exc}"[:300])
+                    if conn.closed:  # the server ended the session: counted once, not once per retry
+                        return
                 i += 1
 
     def __enter__(self) -> Readers:

@@ -40,6 +40,13 @@ def catalog(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Set
         drop_database(name)
 
 
+@pytest.fixture(autouse=True)
+def no_detach_grace(monkeypatch: pytest.MonkeyPatch) -> None:
+    """On a primary alone the grace between marking and dropping an old version only delays the
+    drop (tests/test_swap_standby.py covers it on a standby); here versions drop at once."""
+    monkeypatch.setattr(swap, "DETACH_GRACE_S", 0.0)
+
+
 _counter = iter(range(1, 10_000))
 
 

@@ -44,7 +44,7 @@ from psycopg import sql
 
 from vehicle_etl.config import LIVE_SCHEMA, PREVIOUS_SCHEMA, READER_ROLE, STAGING_SCHEMA
 from vehicle_etl.errors import SwapError
-from vehicle_etl.platform_db import render, schema_exists, sql_file, sql_files
+from vehicle_etl.platform_db import render, schema_exists, sibling, sql_file, sql_files
 
 log = logging.getLogger(__name__)
 
@@ -199,8 +199,12 @@ def _attach(conn: psycopg.Connection, table: str, version: int) -> None:
     conn.execute(sql.SQL("ANALYZE {} ({})").format(staging, sql.Identifier(VERSION_COLUMN)))  # one value, known
     parent_cols = _columns(conn, STORE_SCHEMA, table)
     if not parent_cols:
-        conn.execute(sql.SQL("CREATE TABLE {} (LIKE {}) PARTITION BY LIST ({})").format(
-            parent, staging, sql.Identifier(VERSION_COLUMN)))
+        # The columns and types only (no NOT NULL but the version's, no defaults, no indexes): what
+        # a partition must have in common with its parent, and nothing that would make ATTACH
+        # lock or build more than it does now.
+        conn.execute(sql.SQL("CREATE TABLE {} ({}, {} integer NOT NULL) PARTITION BY LIST ({})").format(
+            parent, sql.SQL(", ").join(sql.SQL("{} {}").format(sql.Identifier(c), sql.SQL(t)) for c, t in cols.items()),
+            sql.Identifier(VERSION_COLUMN), sql.Identifier(VERSION_COLUMN)))
     elif dict(parent_cols) != {**cols, VERSION_COLUMN: "integer"}:
         raise SwapError(
             f"table {table} of this release has other columns than the live one "
@@ -218,7 +222,7 @@ def release_staging(conn: psycopg.Connection) -> None:
         return
     version = _prepared_version(conn)
     if version is not None:
-        _drop_version(conn, version, STAGING_SCHEMA)
+        _drop_version(conn, version, STAGING_SCHEMA, force=True)
 
 
 # -- flip -------------------------------------------------------------------------------------
@@ -341,36 +345,84 @@ def rollback(
 
 
 # -- cleanup ----------------------------------------------------------------------------------
-def _drop_version(conn: psycopg.Connection, version: int, schema: str) -> bool:
-    """Detach (CONCURRENTLY) and drop the tables of one version, one table per transaction."""
-    done = True
-    for table in _base_tables(conn, schema):
-        ident = sql.Identifier(schema, table)
+# A hot standby does not wait for its readers before replaying DETACH's second phase (ACCESS
+# EXCLUSIVE on the partition) or a DROP: a standby statement that began before the first phase was
+# replayed may still include the partition, hold locks on other tables and wait for it, while
+# recovery waits on that statement's snapshot (a deadlock cut by max_standby_streaming_delay,
+# i.e. a canceled reader). So a version is dropped in two visits at least DETACH_GRACE_S apart:
+# the first only marks its partitions detached (the first phase: SHARE UPDATE EXCLUSIVE, nothing
+# replayed against readers; new plans leave the partitions out); a later one finalizes and drops
+# them, when no statement from before the mark can still be running (it would have been canceled
+# by the standby's own limits long before).
+DETACH_GRACE_S = 600.0
+
+
+def _partition_state(conn: psycopg.Connection, schema: str, table: str) -> tuple[bool, bool, str | None]:
+    row = conn.execute(
+        "SELECT c.relispartition, coalesce(i.inhdetachpending, false), p.relname FROM pg_class c "
+        "LEFT JOIN pg_inherits i ON i.inhrelid = c.oid LEFT JOIN pg_class p ON p.oid = i.inhparent "
+        "WHERE c.oid = %s::regclass", (f'{schema}."{table}"',)).fetchone()
+    return (bool(row[0]), bool(row[1]), row[2]) if row else (False, False, None)
+
+
+def _mark_detached(conn: psycopg.Connection, schema: str, table: str, parent: str) -> None:
+    """The first phase of DETACH PARTITION CONCURRENTLY only. It commits, then waits for the
+    lockers of the parent; a sibling session of ours holds a lock there, so the wait ends at our
+    lock_timeout and the second phase is left to FINALIZE, later."""
+    with sibling(conn) as blocker, blocker.transaction():
+        blocker.execute(sql.SQL("LOCK TABLE {} IN ACCESS SHARE MODE").format(sql.Identifier(STORE_SCHEMA, parent)))
+        conn.execute("SET lock_timeout = '300ms'")
         try:
-            conn.execute(sql.SQL("SET lock_timeout = {}").format(sql.Literal(f"{CLEANUP_LOCK_TIMEOUT_MS}ms")))
-            state = conn.execute(
-                "SELECT c.relispartition, i.inhdetachpending, p.relname FROM pg_class c "
-                "LEFT JOIN pg_inherits i ON i.inhrelid = c.oid LEFT JOIN pg_class p ON p.oid = i.inhparent "
-                "WHERE c.oid = %s::regclass", (f'{schema}."{table}"',)).fetchone()
-            if state and state[0]:
-                parent = sql.Identifier(STORE_SCHEMA, state[2])
-                # CONCURRENTLY: no lock that blocks readers; it waits for the statements that may
-                # still see the partition. FINALIZE completes a detach an earlier attempt began.
-                verb = "FINALIZE" if state[1] else "CONCURRENTLY"
-                conn.execute(sql.SQL("ALTER TABLE {} DETACH PARTITION {} " + verb).format(parent, ident))
-            conn.execute(sql.SQL("DROP TABLE {}").format(ident))
-        except psycopg.errors.OperationalError as exc:  # lock timeout, canceled: the next run retries
-            log.warning("cleanup of version %d: %s.%s and the rest of the version stay for now (%s); "
-                        "the next run drops them", version, schema, table, exc)
-            done = False
-            break  # the same open transaction would make every other table wait as long
+            conn.execute(sql.SQL("ALTER TABLE {} DETACH PARTITION {} CONCURRENTLY").format(
+                sql.Identifier(STORE_SCHEMA, parent), sql.Identifier(schema, table)))
+        except psycopg.errors.LockNotAvailable:
+            pass  # expected: the first phase committed
         finally:
             conn.execute("RESET lock_timeout")
-    if done:
-        with conn.transaction():
-            conn.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(schema)))  # functions only
-            conn.execute("DELETE FROM vehicles_store.version WHERE version = %s", (version,))
-    return done
+    if not _partition_state(conn, schema, table)[1] and _partition_state(conn, schema, table)[0]:
+        raise SwapError(f"{schema}.{table} could not be marked detached")
+
+
+def _drop_version(conn: psycopg.Connection, version: int, schema: str, *, force: bool = False) -> bool:
+    """One visit of the cleanup of one version (see DETACH_GRACE_S); True when it is gone.
+    `force`: no grace (staging that never went live: no reader can have planned with it)."""
+    row = conn.execute("SELECT detach_started, now() - detach_started >= make_interval(secs => %s) "
+                       "FROM vehicles_store.version WHERE version = %s", (DETACH_GRACE_S, version)).fetchone()
+    tables = _base_tables(conn, schema)
+    attached = [(t, st) for t in tables if (st := _partition_state(conn, schema, t))[0]]
+    try:
+        if not force and attached and (row is None or row[0] is None):
+            for table, (_, pending, parent) in attached:
+                if not pending:
+                    _mark_detached(conn, schema, table, parent)  # type: ignore[arg-type]
+            with conn.transaction():
+                conn.execute("UPDATE vehicles_store.version SET detach_started = now() WHERE version = %s",
+                             (version,))
+            log.info("version %d: partitions marked detached; dropped by a run at least %.0f s from now",
+                     version, DETACH_GRACE_S)
+            if DETACH_GRACE_S > 0:
+                return False
+            row = (True, True)
+        if not force and attached and not (row and row[1]):
+            return False  # within the grace period
+        for table in tables:
+            conn.execute(sql.SQL("SET lock_timeout = {}").format(sql.Literal(f"{CLEANUP_LOCK_TIMEOUT_MS}ms")))
+            try:
+                is_part, pending, parent = _partition_state(conn, schema, table)
+                if is_part:
+                    verb = "FINALIZE" if pending else "CONCURRENTLY"
+                    conn.execute(sql.SQL("ALTER TABLE {} DETACH PARTITION {} " + verb).format(
+                        sql.Identifier(STORE_SCHEMA, parent), sql.Identifier(schema, table)))  # type: ignore[arg-type]
+                conn.execute(sql.SQL("DROP TABLE {}").format(sql.Identifier(schema, table)))  # one per transaction
+            finally:
+                conn.execute("RESET lock_timeout")
+    except psycopg.errors.OperationalError as exc:  # lock timeout, canceled: the next run retries
+        log.warning("cleanup of version %d (%s) stays for now (%s); the next run continues it", version, schema, exc)
+        return False
+    with conn.transaction():
+        conn.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(schema)))  # functions only
+        conn.execute("DELETE FROM vehicles_store.version WHERE version = %s", (version,))
+    return True
 
 
 def cleanup(conn: psycopg.Connection) -> None:

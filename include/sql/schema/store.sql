@@ -5,15 +5,15 @@
 -- names: the swap and the rollback are an UPDATE of this row, no DDL on anything a reader touches.
 CREATE SCHEMA IF NOT EXISTS vehicles_store;
 
+-- A vacuum that truncates a heap takes an ACCESS EXCLUSIVE lock, which a hot standby replays
+-- against the readers of that table (every reader reads this one): never truncate it. Set at
+-- creation only: this file runs at every promotion and must take no lock readers conflict with.
 CREATE TABLE IF NOT EXISTS vehicles_store.control (
     one         boolean PRIMARY KEY DEFAULT true CHECK (one),  -- exactly one row
     live        integer,                                       -- NULL: nothing promoted yet
     previous    integer,
     switched_at timestamptz
-);
--- A vacuum that truncates the heap takes an ACCESS EXCLUSIVE lock, which a hot standby replays
--- against the readers of this table (every reader reads it): never truncate it.
-ALTER TABLE vehicles_store.control SET (vacuum_truncate = false);
+) WITH (vacuum_truncate = false);
 INSERT INTO vehicles_store.control (one) VALUES (true) ON CONFLICT DO NOTHING;
 ANALYZE vehicles_store.control;  -- one row: planned as one row, not as an unknown-size heap
 
@@ -28,5 +28,6 @@ CREATE TABLE IF NOT EXISTS vehicles_store.version (
     run_id           text,
     functions_sql    text        NOT NULL,
     functions_digest text        NOT NULL,
-    attached_at      timestamptz NOT NULL DEFAULT now()
+    attached_at      timestamptz NOT NULL DEFAULT now(),
+    detach_started   timestamptz   -- its partitions are marked detached (readers' plans leave them out)
 );
