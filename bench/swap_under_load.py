@@ -132,7 +132,7 @@ def inputs(dsn: str) -> tuple[list[str], list[int]]:
 
 
 def scenario(name: str, primary: str, readers_dsn: str, n: int, source: str, home: Path,
-             rollback: bool, lag_dsn: str | None = None) -> dict[str, Any]:
+             rollback: bool, release: str = "2026_03", lag_dsn: str | None = None) -> dict[str, Any]:
     env = env_for(primary, home)
     vins, years = inputs(readers_dsn)
     ctx = mp.get_context("spawn")
@@ -146,7 +146,7 @@ def scenario(name: str, primary: str, readers_dsn: str, n: int, source: str, hom
         p.start()
     try:
         time.sleep(8)  # baseline: readers only
-        b0, b1, log = run_cli(["build-catalog", "--source", source, "--release", "2026_03"], env)
+        b0, b1, log = run_cli(["build-catalog", "--source", source, "--release", release], env)
         attempts, flip_s = flip_of(log)
         with psycopg.connect(primary) as c:
             new_run = c.execute("SELECT run_id FROM vehicles.catalog_info").fetchone()[0]  # type: ignore[index]
@@ -255,23 +255,23 @@ def main() -> int:
     home = Path(tempfile.mkdtemp(prefix="swapbench_home_"))
     results: list[dict[str, Any]] = []
     latency: dict[str, Any] = {}
-    for n in [int(x) for x in args.readers.split(",") if x]:
-        db = f"vetl_swapbench_{uuid.uuid4().hex[:8]}"
-        with psycopg.connect(TEST_PG, autocommit=True) as a:
-            a.execute(f'CREATE DATABASE "{db}"')
-        info = psycopg.conninfo.conninfo_to_dict(TEST_PG)
-        info["dbname"] = db
-        dsn = psycopg.conninfo.make_conninfo(**info)
-        try:
-            build_v1(dsn, source, home / db)
-            results.append(scenario(f"primary-{n}", dsn, dsn, n, source, home / db, rollback=True))
+    db = f"vetl_swapbench_{uuid.uuid4().hex[:8]}"  # one database: version 1, then one build per scenario
+    with psycopg.connect(TEST_PG, autocommit=True) as a:
+        a.execute(f'CREATE DATABASE "{db}"')
+    info = psycopg.conninfo.conninfo_to_dict(TEST_PG)
+    info["dbname"] = db
+    dsn = psycopg.conninfo.make_conninfo(**info)
+    try:
+        build_v1(dsn, source, home / db)
+        for k, n in enumerate(int(x) for x in args.readers.split(",") if x):
+            results.append(scenario(f"primary-{n}", dsn, dsn, n, source, home / db, rollback=True,
+                                    release=f"2026_{3 + k:02d}"))
             print(json.dumps(results[-1]), flush=True)
-            if not latency:
-                latency = old_vs_new(dsn)
-                print(json.dumps({"old_vs_new": latency}), flush=True)
-        finally:
-            with psycopg.connect(TEST_PG, autocommit=True) as a:
-                a.execute(f'DROP DATABASE IF EXISTS "{db}" WITH (FORCE)')
+        latency = old_vs_new(dsn)
+        print(json.dumps({"old_vs_new": latency}), flush=True)
+    finally:
+        with psycopg.connect(TEST_PG, autocommit=True) as a:
+            a.execute(f'DROP DATABASE IF EXISTS "{db}" WITH (FORCE)')
     if not args.no_standby:
         pair = StandbyPair()
         try:
