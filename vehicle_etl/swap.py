@@ -117,7 +117,11 @@ def _function_sql() -> str:
     return "\n".join(render(p.read_text(), LIVE_SCHEMA) for p in sql_files("functions"))
 
 
-def _install_functions(conn: psycopg.Connection, text: str) -> None:
+_SIGNATURES = ("SELECT p.proname || '(' || pg_get_function_identity_arguments(p.oid) || ')' FROM pg_proc p "
+               "JOIN pg_namespace n ON n.oid = p.pronamespace WHERE n.nspname = %s ORDER BY 1")
+
+
+def _install_functions(conn: psycopg.Connection, text: str, wanted: list[str]) -> None:
     """Run the function set; drop functions of `vehicles` it does not define (an old signature left
     beside its successor would make calls ambiguous). CREATE OR REPLACE keeps each function's OID,
     so prepared statements and cached plans that resolved it keep working; it takes no lock that a
@@ -127,7 +131,8 @@ def _install_functions(conn: psycopg.Connection, text: str) -> None:
         cur.execute(text.encode())
         stale = cur.execute(
             "SELECT p.oid::regprocedure::text FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace "
-            "WHERE n.nspname = %s AND p.xmin <> pg_current_xact_id()::xid", (LIVE_SCHEMA,)).fetchall()
+            "WHERE n.nspname = %s AND NOT (p.proname || '(' || pg_get_function_identity_arguments(p.oid) || ')') "
+            "= ANY (%s)", (LIVE_SCHEMA, wanted)).fetchall()
         for (regproc,) in stale:
             cur.execute(f"DROP FUNCTION {regproc}")  # regprocedure text is already quoted
         cur.execute("RESET search_path")
@@ -158,9 +163,19 @@ def prepare(conn: psycopg.Connection, run_id: str | None = None) -> Prepared:
         if version is None:
             version = conn.execute("SELECT nextval('vehicles_store.version_seq')").fetchone()[0]  # type: ignore[index]
             conn.execute(
-                "INSERT INTO vehicles_store.version (version, schema_oid, run_id, functions_sql, functions_digest) "
-                "SELECT %s, oid, %s, %s, %s FROM pg_namespace WHERE nspname = %s",
-                (version, run_id, _function_sql(), _digest(conn, STAGING_SCHEMA), STAGING_SCHEMA))
+                "INSERT INTO vehicles_store.version (version, schema_oid, run_id, functions_sql, functions_digest, "
+                "function_names) SELECT %s, oid, %s, %s, %s, %s FROM pg_namespace WHERE nspname = %s",
+                (version, run_id, _function_sql(), _digest(conn, STAGING_SCHEMA),
+                 [r[0] for r in conn.execute(_SIGNATURES, (STAGING_SCHEMA,))], STAGING_SCHEMA))
+    with conn.transaction():
+        # All foreign keys first, before any table is attached: dropping one locks the table it
+        # references too (ACCESS EXCLUSIVE), and an attached table is one readers read.
+        for fk, table in conn.execute(
+                "SELECT c.conname, r.relname FROM pg_constraint c JOIN pg_class r ON r.oid = c.conrelid "
+                "JOIN pg_namespace n ON n.oid = r.relnamespace WHERE n.nspname = %s AND c.contype = 'f'",
+                (STAGING_SCHEMA,)).fetchall():
+            conn.execute(sql.SQL("ALTER TABLE {} DROP CONSTRAINT {}").format(
+                sql.Identifier(STAGING_SCHEMA, table), sql.Identifier(fk)))
     started = time.monotonic()
     for table in tables:
         # One transaction per table: each holds SHARE UPDATE EXCLUSIVE on one parent only.
@@ -187,9 +202,6 @@ def _attach(conn: psycopg.Connection, table: str, version: int) -> None:
     if VERSION_COLUMN in cols:
         raise SwapError(f"staging table {table} has a column named {VERSION_COLUMN!r}, which the store uses "
                         "to tell versions apart; rename it in the SQL that builds it. Live is unchanged.")
-    for (fk,) in conn.execute("SELECT conname FROM pg_constraint WHERE conrelid = %s::regclass AND contype = 'f'",
-                              (f'{STAGING_SCHEMA}."{table}"',)).fetchall():
-        conn.execute(sql.SQL("ALTER TABLE {} DROP CONSTRAINT {}").format(staging, sql.Identifier(fk)))
     # A constant default is stored once in the catalog (no rewrite); the CHECK costs one scan of the
     # staging table here and lets ATTACH skip its own validation.
     conn.execute(sql.SQL("ALTER TABLE {} ADD COLUMN {} integer NOT NULL DEFAULT {} CONSTRAINT {} CHECK ({} = {}), "
@@ -294,12 +306,12 @@ def _flip(
                 created = _ensure_views(conn, tables)
                 if created:
                     log.info("created %d views (tables new to the store)", len(created))
-                row = conn.execute("SELECT functions_sql, functions_digest FROM vehicles_store.version "
+                row = conn.execute("SELECT functions_sql, functions_digest, function_names FROM vehicles_store.version "
                                    "WHERE version = %s", (live,)).fetchone()
                 if row is None:
                     raise SwapError(f"version {live} is not in vehicles_store.version; live is unchanged")
                 if legacy or _digest(conn, LIVE_SCHEMA) != row[1]:
-                    _install_functions(conn, row[0])
+                    _install_functions(conn, row[0], row[2])
                     log.info("installed the function set of version %d", live)
                 if in_transaction is not None:
                     in_transaction(conn)

@@ -28,6 +28,7 @@ CREATE TABLE IF NOT EXISTS vehicles_store.version (
     run_id           text,
     functions_sql    text        NOT NULL,
     functions_digest text        NOT NULL,
+    function_names   text[]      NOT NULL,  -- name(identity arguments) of each function it defines
     attached_at      timestamptz NOT NULL DEFAULT now(),
     detach_started   timestamptz   -- its partitions are marked detached (readers' plans leave them out)
 );
