@@ -246,6 +246,7 @@ def main() -> int:
     ap.add_argument("--readers", default="16,64")
     ap.add_argument("--standby-readers", type=int, default=16)
     ap.add_argument("--no-standby", action="store_true")
+    ap.add_argument("--no-primary", action="store_true", help="only the standby scenario")
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args()
     from conftest import SAMPLE_DB, TEST_PG, full_snapshot
@@ -256,19 +257,23 @@ def main() -> int:
     results: list[dict[str, Any]] = []
     latency: dict[str, Any] = {}
     db = f"vetl_swapbench_{uuid.uuid4().hex[:8]}"  # one database: version 1, then one build per scenario
+    if args.no_primary:
+        args.readers = ""
     with psycopg.connect(TEST_PG, autocommit=True) as a:
         a.execute(f'CREATE DATABASE "{db}"')
     info = psycopg.conninfo.conninfo_to_dict(TEST_PG)
     info["dbname"] = db
     dsn = psycopg.conninfo.make_conninfo(**info)
     try:
-        build_v1(dsn, source, home / db)
+        if args.readers:
+            build_v1(dsn, source, home / db)
         for k, n in enumerate(int(x) for x in args.readers.split(",") if x):
             results.append(scenario(f"primary-{n}", dsn, dsn, n, source, home / db, rollback=True,
                                     release=f"2026_{3 + k:02d}"))
             print(json.dumps(results[-1]), flush=True)
-        latency = old_vs_new(dsn)
-        print(json.dumps({"old_vs_new": latency}), flush=True)
+        if args.readers:
+            latency = old_vs_new(dsn)
+            print(json.dumps({"old_vs_new": latency}), flush=True)
     finally:
         with psycopg.connect(TEST_PG, autocommit=True) as a:
             a.execute(f'DROP DATABASE IF EXISTS "{db}" WITH (FORCE)')

@@ -133,7 +133,7 @@ def _install_functions(conn: psycopg.Connection, text: str, wanted: list[str]) -
             "SELECT p.oid::regprocedure::text FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace "
             "WHERE n.nspname = %s AND NOT (p.proname || '(' || pg_get_function_identity_arguments(p.oid) || ')') "
             "= ANY (%s)", (LIVE_SCHEMA, wanted)).fetchall()
-        for (regproc,) in stale:
+        for (regproc,) in stale if wanted else []:  # no list recorded: keep everything
             cur.execute(f"DROP FUNCTION {regproc}")  # regprocedure text is already quoted
         cur.execute("RESET search_path")
 

@@ -32,3 +32,6 @@ CREATE TABLE IF NOT EXISTS vehicles_store.version (
     attached_at      timestamptz NOT NULL DEFAULT now(),
     detach_started   timestamptz   -- its partitions are marked detached (readers' plans leave them out)
 );
+-- Columns added after the first databases were made (the table is the ETL's only: its lock is harmless).
+ALTER TABLE vehicles_store.version ADD COLUMN IF NOT EXISTS detach_started timestamptz;
+ALTER TABLE vehicles_store.version ADD COLUMN IF NOT EXISTS function_names text[] NOT NULL DEFAULT '{}';
