@@ -74,7 +74,10 @@ def test_second_build_keeps_exactly_one_previous_and_rollback_restores_it(
     assert live_checksum(platform_db) != first
     with connect(platform_db) as conn:
         schemas = {r[0] for r in conn.execute("SELECT nspname FROM pg_namespace WHERE nspname LIKE 'vehicles%'")}
-    assert schemas == {"vehicles", "vehicles_previous"}
+    with connect(platform_db) as conn:
+        live, previous = swap.control(conn)
+    # the views, the store, and exactly the two versions' own schemas
+    assert schemas == {"vehicles", "vehicles_previous", "vehicles_store", f"vehicles_v{live}", f"vehicles_v{previous}"}
 
     result = pipeline.rollback(platform_db)
     assert result["release"] == "2026_02"
