@@ -106,15 +106,22 @@ def _digest(conn: psycopg.Connection, schema: str) -> str:
     acl = conn.execute("SELECT string_agg(coalesce(p.proacl::text, ''), ',' ORDER BY p.oid::regprocedure::text) "
                        "FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace WHERE n.nspname = %s",
                        (schema,)).fetchone()[0]  # type: ignore[index]
-    text = "\n".join(d for _, d in rows) + "\n" + (acl or "")
-    quoted = sql.Identifier(schema).as_string(None)  # how render() wrote it into the bodies
-    text = text.replace(f"{quoted}.", '"vehicles".').replace(f"{schema}.", "vehicles.")
+    text = _normalise("\n".join(d for _, d in rows) + "\n" + (acl or ""), schema)
     return hashlib.sha256(text.encode()).hexdigest()
 
 
-def _function_sql() -> str:
-    """The function files rendered for the live schema, as one text (stored per version)."""
-    return "\n".join(render(p.read_text(), LIVE_SCHEMA) for p in sql_files("functions"))
+def _normalise(text: str, schema: str) -> str:
+    quoted = sql.Identifier(schema).as_string(None)  # how render() wrote it into the bodies
+    return text.replace(f"{quoted}.", '"vehicles".').replace(f"{schema}.", "vehicles.")
+
+
+def _function_sql(conn: psycopg.Connection, schema: str) -> str:
+    """The functions of `schema` (staging: what build_keys installed and the gate tested), as one
+    text that installs them into `vehicles` (stored per version, so a rollback restores them)."""
+    defs = [_normalise(d, schema) for _, d in conn.execute(_DEFINITIONS, (schema,)).fetchall()]
+    grants = [p for p in sql_files("functions") if p.name.endswith("_grants.sql")]
+    return ("SET LOCAL check_function_bodies = off;\n" + "".join(f"{d};\n" for d in defs)
+            + "".join(render(p.read_text(), LIVE_SCHEMA) for p in grants))
 
 
 _SIGNATURES = ("SELECT p.proname || '(' || pg_get_function_identity_arguments(p.oid) || ')' FROM pg_proc p "
@@ -165,7 +172,7 @@ def prepare(conn: psycopg.Connection, run_id: str | None = None) -> Prepared:
             conn.execute(
                 "INSERT INTO vehicles_store.version (version, schema_oid, run_id, functions_sql, functions_digest, "
                 "function_names) SELECT %s, oid, %s, %s, %s, %s FROM pg_namespace WHERE nspname = %s",
-                (version, run_id, _function_sql(), _digest(conn, STAGING_SCHEMA),
+                (version, run_id, _function_sql(conn, STAGING_SCHEMA), _digest(conn, STAGING_SCHEMA),
                  [r[0] for r in conn.execute(_SIGNATURES, (STAGING_SCHEMA,))], STAGING_SCHEMA))
     with conn.transaction():
         # All foreign keys first, before any table is attached: dropping one locks the table it
