@@ -11,6 +11,7 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 
 from vehicle_etl.errors import EtlError, TransientError
+from vehicle_etl.releases import month_of
 
 log = logging.getLogger(__name__)
 F = TypeVar("F", bound=Callable[..., Any])
@@ -58,8 +59,6 @@ def backfill_month(context: dict[str, Any]) -> str | None:
     logical_date = context.get("logical_date")
     if trigger != "backfill" or logical_date is None:
         return None
-    from vehicle_etl.releases import month_of
-
     return month_of(logical_date)
 
 
