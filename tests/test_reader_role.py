@@ -56,11 +56,13 @@ def test_reader_can_decode_and_read_the_catalog(reader: psycopg.Connection) -> N
     "INSERT INTO vehicles.make VALUES (999999, 'X')",
     "UPDATE vehicles.make SET make_name = 'X'",
     "DELETE FROM vehicles.pattern",
-    "TRUNCATE vehicles.make",
+    "TRUNCATE vehicles_store.make",
     "CREATE TABLE vehicles.evil (x int)",
     "CREATE TABLE public.evil (x int)",
     "CREATE SCHEMA evil",
-    "DROP TABLE vehicles.make",
+    "DROP VIEW vehicles.make",
+    "SELECT * FROM vehicles_store.make",  # the version store: only through the views
+    "UPDATE vehicles_store.control SET live = 0",
     "SELECT * FROM etl.run_history",
     "SELECT * FROM vehicles_staging.make",
     "CREATE OR REPLACE FUNCTION vehicles.decode_vin(vin text, model_year int DEFAULT NULL) RETURNS jsonb "

@@ -34,7 +34,7 @@ from vehicle_etl.errors import EtlError, QualityGateError, RestoreError, SourceE
 from vehicle_etl.platform_db import connect
 
 CLI = Path(sys.executable).parent / "vehicle-etl"
-LEFTOVER_SCHEMAS = ("vehicles_staging", "vehicles_previous_old", "vehicles_previous_rollback")
+LEFTOVER_SCHEMAS = ("vehicles_staging", "vehicles_legacy", "vehicles_previous_legacy")
 
 
 # -- helpers -----------------------------------------------------------------------------------
@@ -42,9 +42,17 @@ def dbname(settings: Settings) -> str:
     return psycopg.conninfo.conninfo_to_dict(platform_conninfo(settings))["dbname"]  # type: ignore[return-value]
 
 
+# What a consistent database holds: the views, the store, and the schemas of the registered
+# versions (live, previous, and any old one whose drop is due at a later run).
+CONSISTENT = {"vehicles", "vehicles_previous", "vehicles_store"}
+
+
 def schemas(settings: Settings) -> set[str]:
+    """The vehicles* schemas, the registered version schemas (vehicles_v<N>) left out."""
     with connect(settings) as conn:
-        return {r[0] for r in conn.execute("SELECT nspname FROM pg_namespace WHERE nspname LIKE 'vehicles%'")}
+        return {r[0] for r in conn.execute(
+            "SELECT nspname FROM pg_namespace WHERE nspname LIKE 'vehicles%' AND oid NOT IN "
+            "(SELECT schema_oid FROM vehicles_store.version WHERE nspname ~ '^vehicles_v[0-9]+$')")}
 
 
 def live_run_id(settings: Settings) -> str | None:
@@ -133,7 +141,7 @@ def assert_rerun_recovers(settings: Settings, before_run: str | None) -> None:
     result = pipeline.build_catalog(settings, release="2026_02")
     assert result["status"] == "success"
     assert live_run_id(settings) == result["run_id"] != before_run
-    assert schemas(settings) == {"vehicles", "vehicles_previous"}
+    assert schemas(settings) == CONSISTENT
     assert not [r for r in runs(settings) if r["status"] == "running"]
 
 
@@ -160,20 +168,21 @@ def test_connection_killed_mid_step_leaves_live_unchanged(
 
 
 def test_connection_killed_during_swap_is_all_or_nothing(platform_db: Settings, live: dict[str, str]) -> None:
-    """A reader holds a lock on a live table so the swap transaction waits mid-way (some tables
-    already moved); the swap's backend is terminated there. The transaction is rolled back: live
-    is byte-for-byte the old version, never a mix."""
+    """Another session holds the control row (as a second ETL session mid-flip would), so the
+    flip transaction waits at its UPDATE with the version attached and staging renamed in the same
+    transaction to come; its backend is terminated there. The transaction rolls back: live is
+    byte-for-byte the old version (never a mix); staging is intact; the rerun swaps."""
     before_run = live_run_id(platform_db)
     holder = psycopg.connect(platform_conninfo(platform_db))
-    holder.execute("SELECT count(*) FROM vehicles.wmi")  # AccessShare until rollback
+    holder.execute("SELECT * FROM vehicles_store.control FOR UPDATE")  # a row lock until rollback
     try:
-        with Killer(dbname(platform_db), r"SET SCHEMA", waiting_on_lock=True) as killer, \
+        with Killer(dbname(platform_db), r"UPDATE vehicles_store.control", waiting_on_lock=True) as killer, \
                 pytest.raises(psycopg.OperationalError):
             pipeline.build_catalog(platform_db, release="2026_02")
     finally:
         holder.rollback()
         holder.close()
-    assert killer.killed and "SET SCHEMA" in killer.killed
+    assert killer.killed and "UPDATE vehicles_store.control" in killer.killed
     assert live_checksum(platform_db) == live
     assert live_run_id(platform_db) == before_run
     assert "vehicles_staging" in schemas(platform_db)  # the promoted-to-be version is still intact
@@ -319,7 +328,7 @@ def test_marker_folder_is_a_file(platform_db: Settings, live: dict[str, str], tm
     last = runs(platform_db)[0]
     assert last["status"] == "success" and live_run_id(platform_db) == last["run_id"]
     assert live_checksum(platform_db, "vehicles_previous") == live
-    assert schemas(platform_db) == {"vehicles", "vehicles_previous"}
+    assert schemas(platform_db) == CONSISTENT
     assert blocker.read_text() == "not a folder"
 
 

@@ -36,6 +36,10 @@ def prepare_staging(conn: psycopg.Connection, schema: str = STAGING_SCHEMA, owne
     so a run whose staging another run replaced between two Airflow tasks fails instead of
     promoting someone else's data.
     """
+    if schema == STAGING_SCHEMA:
+        from vehicle_etl import swap
+
+        swap.release_staging(conn)  # tables an unfinished swap attached: detached first, never locking readers
     with conn.transaction():
         conn.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(schema)))
         conn.execute(sql.SQL("CREATE SCHEMA {}").format(sql.Identifier(schema)))

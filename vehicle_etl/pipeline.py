@@ -368,18 +368,22 @@ def validate_step(
 
 
 def swap_step(settings: Settings, run_id: str, ref: SourceRef) -> float:
-    """Promote staging; the catalog_info row and the history row are written in the swap transaction."""
+    """Promote staging: catalog_info is written into staging first (it goes live with the version); the
+    history row is written in the swap transaction."""
     with step(settings, run_id, "swap") as conn:
         if not schema_exists(conn, STAGING_SCHEMA):
             raise EtlError("there is no staging schema to promote: run the load first")
 
-        def record(c: psycopg.Connection) -> None:
-            c.execute(
-                f"INSERT INTO {LIVE_SCHEMA}.catalog_info (release, source, run_id) VALUES (%s, %s, %s)",
+        with conn.transaction():  # part of the version that goes live (a retried step rewrites it)
+            conn.execute(f"DELETE FROM {STAGING_SCHEMA}.catalog_info")
+            conn.execute(
+                f"INSERT INTO {STAGING_SCHEMA}.catalog_info (release, source, run_id) VALUES (%s, %s, %s)",
                 (ref.release or releases.UNKNOWN, ref.url, run_id))
+
+        def record(c: psycopg.Connection) -> None:
             history.update_run(c, run_id, status="success")
 
-        return swap.promote(conn, settings.swap_lock_timeout_ms, in_transaction=record)
+        return swap.promote(conn, settings.swap_lock_timeout_ms, in_transaction=record, run_id=run_id)
 
 
 def marker_step(settings: Settings, run_id: str) -> Path:

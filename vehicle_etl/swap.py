@@ -1,81 +1,291 @@
-"""Promote staging to live (`vehicles`) in one short transaction; keep one previous version.
+"""Promote staging to live by switching versions by DATA, never by DDL on what readers touch.
 
-Tables are moved one by one with ALTER TABLE ... SET SCHEMA inside a single transaction rather
-than renaming schemas: each move takes an ACCESS EXCLUSIVE lock on its table and sends a
-relcache invalidation, so a reader either finishes on the old tables before the swap commits or
-waits and then re-resolves `vehicles.<table>` to the new one — never a mix within one statement,
-and cached plans of long-lived connections are re-planned instead of failing. The lock timeout
-is shorter than PostgreSQL's deadlock_timeout so that, if a reader and the swap ever wait on each
-other, the swap gives way and retries; the reader never gets the error.
+Layout (include/sql/schema/store.sql; docs/ARCHITECTURE.md "Schemas"):
+
+- `vehicles_store.<table>`: a parent partitioned BY LIST (version); each release's tables are its
+  partitions, kept in the release's own schema `vehicles_v<N>` (staging renamed).
+- `vehicles.<table>` / `vehicles_previous.<table>`: permanent views over the parents, filtered by
+  `version = (SELECT live|previous FROM vehicles_store.control)`. The documented functions in
+  `vehicles` read the views and are replaced only when their definition changed.
+
+A promotion is three steps:
+
+1. prepare (before the flip; nothing live changes): allocate a version N, give each staging table a
+   constant `version` column with a CHECK (version = N), drop its foreign keys (the gate and
+   build_keys have verified them; partitions that do not reference each other can be dropped one by
+   one later), ATTACH it to its parent. ATTACH takes SHARE UPDATE EXCLUSIVE on the parent (readers
+   take ACCESS SHARE: no conflict) and ACCESS EXCLUSIVE only on the staging table, which no reader
+   reads; the CHECK lets it skip the validation scan.
+2. flip (one short transaction): UPDATE the control row, rename vehicles_staging to vehicles_v<N>,
+   create views for tables new in this release, reinstall the functions only if they differ, and the
+   caller's history write. No lock stronger than ROW EXCLUSIVE on any relation a reader reads, and
+   ROW EXCLUSIVE does not conflict with ACCESS SHARE: the flip never waits on a reader and a reader
+   never waits on it, on the primary and on a hot standby (nothing ACCESS EXCLUSIVE to replay). A
+   statement reads the control row with its one snapshot (the functions are STABLE, so every
+   statement inside them shares the caller's snapshot): it sees one version, never two.
+3. cleanup (after the flip; failures only logged, retried by the next run): versions other than
+   live and previous are detached with DETACH PARTITION CONCURRENTLY (waits for the readers that
+   may still see them instead of locking them out) and dropped one table per transaction, so a
+   standby replaying the drop holds at most one table's lock, which no reader wants any more.
+
+Rollback is the same flip with live and previous exchanged.
 """
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import psycopg
 from psycopg import sql
 
 from vehicle_etl.config import LIVE_SCHEMA, PREVIOUS_SCHEMA, READER_ROLE, STAGING_SCHEMA
 from vehicle_etl.errors import SwapError
-from vehicle_etl.platform_db import run_in_schema, schema_exists, schema_tables, sql_files
+from vehicle_etl.platform_db import render, schema_exists, sibling, sql_file, sql_files
 
 log = logging.getLogger(__name__)
 
-ATTEMPTS = 20
+STORE_SCHEMA = "vehicles_store"
+VERSION_COLUMN = "version"
+ATTEMPTS = 5  # the flip takes no lock a reader holds: a retry only covers other ETL sessions
+CLEANUP_LOCK_TIMEOUT_MS = 5000
+_SOURCE = {LIVE_SCHEMA: "live", PREVIOUS_SCHEMA: "previous"}
 
 
-def _move_all(conn: psycopg.Connection, src: str, dst: str) -> int:
-    tables = schema_tables(conn, src)
-    for t in tables:
-        conn.execute(sql.SQL("ALTER TABLE {}.{} SET SCHEMA {}").format(
-            sql.Identifier(src), sql.Identifier(t), sql.Identifier(dst)))
-    return len(tables)
+def version_schema(version: int) -> str:
+    return f"vehicles_v{version}"
 
 
-_SIGNATURES = (
-    "SELECT p.oid::regprocedure::text, p.proname || '(' || pg_get_function_identity_arguments(p.oid) || ')' "
-    "FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace WHERE n.nspname = %s")
+# -- the store --------------------------------------------------------------------------------
+def ensure_store(conn: psycopg.Connection) -> None:
+    with conn.transaction():
+        conn.execute(sql_file("schema/store.sql").encode())
 
 
-def _install_functions(conn: psycopg.Connection, schema: str, reference: str | None = None) -> None:
-    """Re-run the function files for `schema`; drop functions the new release no longer defines.
-
-    CREATE OR REPLACE keeps each function's OID, so a caller that resolved it just before the swap
-    still finds it; the rendered body names `<schema>.<table>` and re-resolves to the moved tables.
-    A function whose signature changed would otherwise linger beside its successor and make calls
-    ambiguous: `reference` (staging, where build_keys installed the new set) says what to keep.
-    """
-    wanted = {sig for _, sig in conn.execute(_SIGNATURES, (reference,))} if reference else set()
-    for path in sql_files("functions"):
-        run_in_schema(conn, schema, path.read_text())
-    if wanted:
-        for regproc, sig in conn.execute(_SIGNATURES, (schema,)).fetchall():
-            if sig not in wanted:
-                conn.execute(f"DROP FUNCTION {regproc}")  # regprocedure text is already quoted
+def control(conn: psycopg.Connection) -> tuple[int | None, int | None]:
+    """(live, previous) versions; (None, None) before the first promotion."""
+    if conn.execute("SELECT to_regclass('vehicles_store.control')").fetchone()[0] is None:  # type: ignore[index]
+        return None, None
+    row = conn.execute("SELECT live, previous FROM vehicles_store.control").fetchone()
+    return (row[0], row[1]) if row else (None, None)
 
 
-def _ensure_schema(conn: psycopg.Connection, schema: str) -> None:
-    conn.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(schema)))
+def live_schema(conn: psycopg.Connection) -> str | None:
+    """The schema holding the live version's own tables (vehicles_v<N>), None before the first swap."""
+    live, _ = control(conn)
+    return version_schema(live) if live is not None else None
 
 
-def _grant_live(conn: psycopg.Connection) -> None:
-    if conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (READER_ROLE,)).fetchone():
+def _columns(conn: psycopg.Connection, schema: str, table: str) -> list[tuple[str, str]]:
+    return [(r[0], r[1]) for r in conn.execute(
+        "SELECT a.attname, format_type(a.atttypid, a.atttypmod) FROM pg_attribute a "
+        "JOIN pg_class c ON c.oid = a.attrelid JOIN pg_namespace n ON n.oid = c.relnamespace "
+        "WHERE n.nspname = %s AND c.relname = %s AND a.attnum > 0 AND NOT a.attisdropped ORDER BY a.attnum",
+        (schema, table))]
+
+
+def _base_tables(conn: psycopg.Connection, schema: str) -> list[str]:
+    return [r[0] for r in conn.execute(
+        "SELECT c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+        "WHERE n.nspname = %s AND c.relkind = 'r' ORDER BY 1", (schema,))]
+
+
+# -- the function set -------------------------------------------------------------------------
+_DEFINITIONS = (
+    "SELECT p.oid::regprocedure::text, pg_get_functiondef(p.oid) "
+    "FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace WHERE n.nspname = %s ORDER BY 1")
+
+
+def _digest(conn: psycopg.Connection, schema: str) -> str:
+    """What the functions of `schema` are, with the schema's own name normalised to `vehicles`:
+    equal digests mean installing one set over the other would change nothing (grants included)."""
+    rows = conn.execute(_DEFINITIONS, (schema,)).fetchall()
+    acl = conn.execute("SELECT string_agg(coalesce(p.proacl::text, ''), ',' ORDER BY p.oid::regprocedure::text) "
+                       "FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace WHERE n.nspname = %s",
+                       (schema,)).fetchone()[0]  # type: ignore[index]
+    text = _normalise("\n".join(d for _, d in rows) + "\n" + (acl or ""), schema)
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def _normalise(text: str, schema: str) -> str:
+    quoted = sql.Identifier(schema).as_string(None)  # how render() wrote it into the bodies
+    return text.replace(f"{quoted}.", '"vehicles".').replace(f"{schema}.", "vehicles.")
+
+
+def _function_sql(conn: psycopg.Connection, schema: str) -> str:
+    """The functions of `schema` (staging: what build_keys installed and the gate tested), as one
+    text that installs them into `vehicles` (stored per version, so a rollback restores them)."""
+    defs = [_normalise(d, schema) for _, d in conn.execute(_DEFINITIONS, (schema,)).fetchall()]
+    grants = [p for p in sql_files("functions") if p.name.endswith("_grants.sql")]
+    return ("SET LOCAL check_function_bodies = off;\n" + "".join(f"{d};\n" for d in defs)
+            + "".join(render(p.read_text(), LIVE_SCHEMA) for p in grants))
+
+
+_SIGNATURES = ("SELECT p.proname || '(' || pg_get_function_identity_arguments(p.oid) || ')' FROM pg_proc p "
+               "JOIN pg_namespace n ON n.oid = p.pronamespace WHERE n.nspname = %s ORDER BY 1")
+
+
+def _install_functions(conn: psycopg.Connection, text: str, wanted: list[str]) -> None:
+    """Run the function set; drop functions of `vehicles` it does not define (an old signature left
+    beside its successor would make calls ambiguous). CREATE OR REPLACE keeps each function's OID,
+    so prepared statements and cached plans that resolved it keep working; it takes no lock that a
+    caller holds (callers do not lock functions), and a running call finishes on its old body."""
+    with conn.cursor() as cur:
+        cur.execute(sql.SQL("SET LOCAL search_path TO {}, public").format(sql.Identifier(LIVE_SCHEMA)))
+        cur.execute(text.encode())
+        stale = cur.execute(
+            "SELECT p.oid::regprocedure::text FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace "
+            "WHERE n.nspname = %s AND NOT (p.proname || '(' || pg_get_function_identity_arguments(p.oid) || ')') "
+            "= ANY (%s)", (LIVE_SCHEMA, wanted)).fetchall()
+        for (regproc,) in stale if wanted else []:  # no list recorded: keep everything
+            cur.execute(f"DROP FUNCTION {regproc}")  # regprocedure text is already quoted
+        cur.execute("RESET search_path")
+
+
+# -- prepare ----------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Prepared:
+    version: int
+    tables: list[str]
+
+
+def _prepared_version(conn: psycopg.Connection) -> int | None:
+    row = conn.execute("SELECT v.version FROM vehicles_store.version v JOIN pg_namespace n ON n.oid = v.schema_oid "
+                       "WHERE n.nspname = %s", (STAGING_SCHEMA,)).fetchone()
+    return row[0] if row else None
+
+
+def prepare(conn: psycopg.Connection, run_id: str | None = None) -> Prepared:
+    """Attach every staging table as a partition of a new, not yet live, version (idempotent: a
+    retried swap step finds its version already attached). Nothing a reader reads changes."""
+    ensure_store(conn)
+    tables = _base_tables(conn, STAGING_SCHEMA) if schema_exists(conn, STAGING_SCHEMA) else []
+    if not tables:
+        raise SwapError(f"schema {STAGING_SCHEMA} has no tables to promote; live is unchanged")
+    with conn.transaction():
+        version = _prepared_version(conn)
+        if version is None:
+            version = conn.execute("SELECT nextval('vehicles_store.version_seq')").fetchone()[0]  # type: ignore[index]
+            conn.execute(
+                "INSERT INTO vehicles_store.version (version, schema_oid, run_id, functions_sql, functions_digest, "
+                "function_names) SELECT %s, oid, %s, %s, %s, %s FROM pg_namespace WHERE nspname = %s",
+                (version, run_id, _function_sql(conn, STAGING_SCHEMA), _digest(conn, STAGING_SCHEMA),
+                 [r[0] for r in conn.execute(_SIGNATURES, (STAGING_SCHEMA,))], STAGING_SCHEMA))
+    with conn.transaction():
+        # All foreign keys first, before any table is attached: dropping one locks the table it
+        # references too (ACCESS EXCLUSIVE), and an attached table is one readers read.
+        for fk, table in conn.execute(
+                "SELECT c.conname, r.relname FROM pg_constraint c JOIN pg_class r ON r.oid = c.conrelid "
+                "JOIN pg_namespace n ON n.oid = r.relnamespace WHERE n.nspname = %s AND c.contype = 'f'",
+                (STAGING_SCHEMA,)).fetchall():
+            conn.execute(sql.SQL("ALTER TABLE {} DROP CONSTRAINT {}").format(
+                sql.Identifier(STAGING_SCHEMA, table), sql.Identifier(fk)))
+    started = time.monotonic()
+    for table in tables:
+        # One transaction per table: each holds SHARE UPDATE EXCLUSIVE on one parent only.
+        with conn.transaction():
+            _attach(conn, table, version)
+    attached = time.monotonic()
+    for table in tables:
+        # Statistics of the whole hierarchy (pg_statistic with stainherit): without them the planner
+        # estimates joins over the parents with default selectivities (plans 1000x too big, JIT).
+        # ANALYZE takes SHARE UPDATE EXCLUSIVE on the parent and ACCESS SHARE on the partitions.
+        conn.execute(sql.SQL("ANALYZE {}").format(sql.Identifier(STORE_SCHEMA, table)))
+    log.info("attached %d staging tables as version %d in %.2fs (statistics %.2fs)", len(tables), version,
+             attached - started, time.monotonic() - attached)
+    return Prepared(version, tables)
+
+
+def _attach(conn: psycopg.Connection, table: str, version: int) -> None:
+    staging = sql.Identifier(STAGING_SCHEMA, table)
+    parent = sql.Identifier(STORE_SCHEMA, table)
+    if conn.execute("SELECT c.relispartition FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+                    "WHERE n.nspname = %s AND c.relname = %s", (STAGING_SCHEMA, table)).fetchone()[0]:  # type: ignore[index]
+        return  # attached by an earlier attempt of this step
+    cols = dict(_columns(conn, STAGING_SCHEMA, table))
+    if VERSION_COLUMN in cols:
+        raise SwapError(f"staging table {table} has a column named {VERSION_COLUMN!r}, which the store uses "
+                        "to tell versions apart; rename it in the SQL that builds it. Live is unchanged.")
+    # A constant default is stored once in the catalog (no rewrite); the CHECK costs one scan of the
+    # staging table here and lets ATTACH skip its own validation.
+    conn.execute(sql.SQL("ALTER TABLE {} ADD COLUMN {} integer NOT NULL DEFAULT {} CONSTRAINT {} CHECK ({} = {}), "
+                         "SET (vacuum_truncate = false)").format(
+        staging, sql.Identifier(VERSION_COLUMN), sql.Literal(version), sql.Identifier(f"{table}_version_check"),
+        sql.Identifier(VERSION_COLUMN), sql.Literal(version)))
+    conn.execute(sql.SQL("ANALYZE {} ({})").format(staging, sql.Identifier(VERSION_COLUMN)))  # one value, known
+    parent_cols = _columns(conn, STORE_SCHEMA, table)
+    if not parent_cols:
+        # The columns and types only (no NOT NULL but the version's, no defaults, no indexes): what
+        # a partition must have in common with its parent, and nothing that would make ATTACH
+        # lock or build more than it does now.
+        conn.execute(sql.SQL("CREATE TABLE {} ({}, {} integer NOT NULL) PARTITION BY LIST ({})").format(
+            parent, sql.SQL(", ").join(sql.SQL("{} {}").format(sql.Identifier(c), sql.SQL(t)) for c, t in cols.items()),
+            sql.Identifier(VERSION_COLUMN), sql.Identifier(VERSION_COLUMN)))
+    elif dict(parent_cols) != {**cols, VERSION_COLUMN: "integer"}:
+        raise SwapError(
+            f"table {table} of this release has other columns than the live one "
+            f"({sorted(set(cols) ^ {c for c, _ in parent_cols if c != VERSION_COLUMN}) or 'types differ'}); "
+            "a layout change cannot go live by a version switch. Live is unchanged; see docs/RUNBOOK.md "
+            "(layout changes).")
+    conn.execute(sql.SQL("ALTER TABLE {} ATTACH PARTITION {} FOR VALUES IN ({})").format(
+        parent, staging, sql.Literal(version)))
+
+
+def release_staging(conn: psycopg.Connection) -> None:
+    """Before staging is dropped and rebuilt: detach what an earlier, never flipped attempt attached
+    (dropping an attached partition would lock its parent, which readers read)."""
+    if conn.execute("SELECT to_regclass('vehicles_store.version')").fetchone()[0] is None:  # type: ignore[index]
+        return
+    version = _prepared_version(conn)
+    if version is not None:
+        _drop_version(conn, version, STAGING_SCHEMA, force=True)
+
+
+# -- flip -------------------------------------------------------------------------------------
+def _ensure_views(conn: psycopg.Connection, tables: list[str]) -> list[str]:
+    """Create the views of `tables` that do not exist yet (existing views are never replaced:
+    that would lock them against readers)."""
+    created = []
+    for schema, source in _SOURCE.items():
+        conn.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(schema)))
+        for table in tables:
+            if conn.execute("SELECT to_regclass(%s)", (f'{schema}."{table}"',)).fetchone()[0] is not None:  # type: ignore[index]
+                continue
+            cols = [c for c, _ in _columns(conn, STORE_SCHEMA, table) if c != VERSION_COLUMN]
+            # A scalar subquery, not a function call: evaluated once per statement (an InitPlan),
+            # each row then compares with a parameter; and the view's owner, not the reader, needs
+            # the right to read the control row.
+            conn.execute(sql.SQL("CREATE VIEW {} AS SELECT {} FROM {} WHERE {} = (SELECT c.{} FROM {} c)").format(
+                sql.Identifier(schema, table), sql.SQL(", ").join(map(sql.Identifier, cols)),
+                sql.Identifier(STORE_SCHEMA, table), sql.Identifier(VERSION_COLUMN), sql.Identifier(source),
+                sql.Identifier(STORE_SCHEMA, "control")))
+            created.append(f"{schema}.{table}")
+    if created and conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (READER_ROLE,)).fetchone():
         conn.execute(sql.SQL("GRANT USAGE ON SCHEMA {} TO {}").format(
             sql.Identifier(LIVE_SCHEMA), sql.Identifier(READER_ROLE)))
+        live = [c.split(".", 1)[1] for c in created if c.startswith(f"{LIVE_SCHEMA}.")]
+        if live:
+            conn.execute(sql.SQL("GRANT SELECT ON {} TO {}").format(
+                sql.SQL(", ").join(sql.Identifier(LIVE_SCHEMA, t) for t in live), sql.Identifier(READER_ROLE)))
+    return created
 
 
-def _exchange(
+def _legacy(conn: psycopg.Connection) -> list[str]:
+    """Schemas of the layout before the version store (tables in vehicles / vehicles_previous)."""
+    return [s for s in (LIVE_SCHEMA, PREVIOUS_SCHEMA) if _base_tables(conn, s)]
+
+
+def _flip(
     conn: psycopg.Connection,
-    incoming: str,
+    live: int,
+    previous: int | None,
     lock_timeout_ms: int,
     in_transaction: Callable[[psycopg.Connection], None] | None,
+    rename_staging: bool,
 ) -> float:
-    """Live -> previous, `incoming` -> live, in one transaction, retried on lock timeouts."""
-    if not schema_exists(conn, incoming) or not schema_tables(conn, incoming):
-        raise SwapError(f"schema {incoming} has no tables to promote; live is unchanged")
     last_error: Exception | None = None
     for attempt in range(1, ATTEMPTS + 1):
         started = time.monotonic()
@@ -83,29 +293,42 @@ def _exchange(
             with conn.transaction():
                 conn.execute(sql.SQL("SET LOCAL lock_timeout = {}").format(sql.Literal(f"{lock_timeout_ms}ms")))
                 conn.execute("SET LOCAL statement_timeout = '60s'")
-                parking = f"{PREVIOUS_SCHEMA}_old"
-                # The version that was previous is dropped at the end of this same transaction.
-                if schema_exists(conn, PREVIOUS_SCHEMA):
+                # Serialises against another flip; readers never lock rows.
+                conn.execute("SELECT 1 FROM vehicles_store.control FOR UPDATE")
+                legacy = _legacy(conn)
+                for schema in legacy:
+                    # One time, from the layout before the store: the old schema is renamed away
+                    # (a catalog update; statements running on its tables finish there) and dropped
+                    # by the cleanup.
                     conn.execute(sql.SQL("ALTER SCHEMA {} RENAME TO {}").format(
-                        sql.Identifier(PREVIOUS_SCHEMA), sql.Identifier(parking)))
-                _ensure_schema(conn, PREVIOUS_SCHEMA)
-                _ensure_schema(conn, LIVE_SCHEMA)
-                _move_all(conn, LIVE_SCHEMA, PREVIOUS_SCHEMA)
-                _move_all(conn, incoming, LIVE_SCHEMA)
-                _install_functions(conn, LIVE_SCHEMA, reference=incoming)
-                _grant_live(conn)
-                if incoming != PREVIOUS_SCHEMA:
-                    conn.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(incoming)))
-                conn.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(parking)))
+                        sql.Identifier(schema), sql.Identifier(f"{schema}_legacy")))
+                conn.execute("UPDATE vehicles_store.control SET live = %s, previous = %s, switched_at = now()",
+                             (live, previous))
+                if rename_staging:
+                    conn.execute(sql.SQL("ALTER SCHEMA {} RENAME TO {}").format(
+                        sql.Identifier(STAGING_SCHEMA), sql.Identifier(version_schema(live))))
+                tables = [r[0] for r in conn.execute(
+                    "SELECT c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+                    "WHERE n.nspname = %s AND c.relkind = 'p' ORDER BY 1", (STORE_SCHEMA,))]
+                created = _ensure_views(conn, tables)
+                if created:
+                    log.info("created %d views (tables new to the store)", len(created))
+                row = conn.execute("SELECT functions_sql, functions_digest, function_names FROM vehicles_store.version "
+                                   "WHERE version = %s", (live,)).fetchone()
+                if row is None:
+                    raise SwapError(f"version {live} is not in vehicles_store.version; live is unchanged")
+                if legacy or _digest(conn, LIVE_SCHEMA) != row[1]:
+                    _install_functions(conn, row[0], row[2])
+                    log.info("installed the function set of version %d", live)
                 if in_transaction is not None:
                     in_transaction(conn)
             elapsed = time.monotonic() - started
-            log.info("swap committed in %.3fs (attempt %d)", elapsed, attempt)
+            log.info("version %d is live (previous %s); flip committed in %.3fs (attempt %d)",
+                     live, previous, elapsed, attempt)
             return elapsed
-        except psycopg.errors.LockNotAvailable as exc:
+        except psycopg.errors.LockNotAvailable as exc:  # only another ETL session can cause this
             last_error = exc
-            log.warning("swap attempt %d: readers hold locks (lock_timeout %dms); retrying",
-                        attempt, lock_timeout_ms)
+            log.warning("swap attempt %d: lock not available (lock_timeout %dms); retrying", attempt, lock_timeout_ms)
             time.sleep(min(0.2 * attempt, 2.0))
     raise SwapError(f"could not take the swap locks after {ATTEMPTS} attempts ({last_error}); live is unchanged")
 
@@ -114,13 +337,18 @@ def promote(
     conn: psycopg.Connection,
     lock_timeout_ms: int = 500,
     in_transaction: Callable[[psycopg.Connection], None] | None = None,
+    run_id: str | None = None,
 ) -> float:
-    """Staging becomes live; live becomes previous; the old previous is dropped. Returns lock seconds.
+    """Staging becomes live; live becomes previous; older versions are dropped. Returns the flip's seconds.
 
-    `in_transaction` runs inside the swap transaction (the run-history write), so history and
+    `in_transaction` runs inside the flip transaction (the run-history write), so history and
     the live catalog can never disagree.
     """
-    return _exchange(conn, STAGING_SCHEMA, lock_timeout_ms, in_transaction)
+    prepared = prepare(conn, run_id)
+    live, _ = control(conn)
+    seconds = _flip(conn, prepared.version, live, lock_timeout_ms, in_transaction, rename_staging=True)
+    cleanup(conn)
+    return seconds
 
 
 def rollback(
@@ -129,18 +357,118 @@ def rollback(
     in_transaction: Callable[[psycopg.Connection], None] | None = None,
 ) -> float:
     """Previous becomes live again and the rolled-back version becomes previous (so it can be undone)."""
-    if not schema_exists(conn, PREVIOUS_SCHEMA) or not schema_tables(conn, PREVIOUS_SCHEMA):
+    live, previous = control(conn)
+    if live is None or previous is None:
         raise SwapError("there is no previous version to roll back to; live is unchanged")
-    swap_name = f"{PREVIOUS_SCHEMA}_rollback"
-    with conn.transaction():
-        conn.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(swap_name)))
-        conn.execute(sql.SQL("ALTER SCHEMA {} RENAME TO {}").format(
-            sql.Identifier(PREVIOUS_SCHEMA), sql.Identifier(swap_name)))
+    return _flip(conn, previous, live, lock_timeout_ms, in_transaction, rename_staging=False)
+
+
+# -- cleanup ----------------------------------------------------------------------------------
+# A hot standby does not wait for its readers before replaying DETACH's second phase (ACCESS
+# EXCLUSIVE on the partition) or a DROP: a standby statement that began before the first phase was
+# replayed may still include the partition, hold locks on other tables and wait for it, while
+# recovery waits on that statement's snapshot (a deadlock cut by max_standby_streaming_delay,
+# i.e. a canceled reader). So a version is dropped in two visits at least DETACH_GRACE_S apart:
+# the first only marks its partitions detached (the first phase: SHARE UPDATE EXCLUSIVE, nothing
+# replayed against readers; new plans leave the partitions out); a later one finalizes and drops
+# them, when no statement from before the mark can still be running (it would have been canceled
+# by the standby's own limits long before).
+DETACH_GRACE_S = 600.0
+
+
+def _partition_state(conn: psycopg.Connection, schema: str, table: str) -> tuple[bool, bool, str | None]:
+    row = conn.execute(
+        "SELECT c.relispartition, coalesce(i.inhdetachpending, false), p.relname FROM pg_class c "
+        "LEFT JOIN pg_inherits i ON i.inhrelid = c.oid LEFT JOIN pg_class p ON p.oid = i.inhparent "
+        "WHERE c.oid = %s::regclass", (f'{schema}."{table}"',)).fetchone()
+    return (bool(row[0]), bool(row[1]), row[2]) if row else (False, False, None)
+
+
+def _mark_detached(conn: psycopg.Connection, schema: str, table: str, parent: str) -> None:
+    """The first phase of DETACH PARTITION CONCURRENTLY only. It commits, then waits for the
+    lockers of the parent; a sibling session of ours holds a lock there, so the wait ends at our
+    lock_timeout and the second phase is left to FINALIZE, later."""
+    with sibling(conn) as blocker, blocker.transaction():
+        blocker.execute(sql.SQL("LOCK TABLE {} IN ACCESS SHARE MODE").format(sql.Identifier(STORE_SCHEMA, parent)))
+        conn.execute("SET lock_timeout = '300ms'")
+        try:
+            conn.execute(sql.SQL("ALTER TABLE {} DETACH PARTITION {} CONCURRENTLY").format(
+                sql.Identifier(STORE_SCHEMA, parent), sql.Identifier(schema, table)))
+        except psycopg.errors.LockNotAvailable:
+            pass  # expected: the first phase committed
+        finally:
+            conn.execute("RESET lock_timeout")
+    if not _partition_state(conn, schema, table)[1] and _partition_state(conn, schema, table)[0]:
+        raise SwapError(f"{schema}.{table} could not be marked detached")
+
+
+def _drop_version(conn: psycopg.Connection, version: int, schema: str, *, force: bool = False) -> bool:
+    """One visit of the cleanup of one version (see DETACH_GRACE_S); True when it is gone.
+    `force`: no grace (staging that never went live: no reader can have planned with it)."""
+    row = conn.execute("SELECT detach_started, now() - detach_started >= make_interval(secs => %s) "
+                       "FROM vehicles_store.version WHERE version = %s", (DETACH_GRACE_S, version)).fetchone()
+    tables = _base_tables(conn, schema)
+    attached = [(t, st) for t in tables if (st := _partition_state(conn, schema, t))[0]]
     try:
-        return _exchange(conn, swap_name, lock_timeout_ms, in_transaction)
-    except BaseException:
-        with conn.transaction():  # put the previous version back where it was
-            conn.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(PREVIOUS_SCHEMA)))
-            conn.execute(sql.SQL("ALTER SCHEMA {} RENAME TO {}").format(
-                sql.Identifier(swap_name), sql.Identifier(PREVIOUS_SCHEMA)))
-        raise
+        if not force and attached and (row is None or row[0] is None):
+            for table, (_, pending, parent) in attached:
+                if not pending:
+                    _mark_detached(conn, schema, table, parent)  # type: ignore[arg-type]
+            with conn.transaction():
+                conn.execute("UPDATE vehicles_store.version SET detach_started = now() WHERE version = %s",
+                             (version,))
+            log.info("version %d: partitions marked detached; dropped by a run at least %.0f s from now",
+                     version, DETACH_GRACE_S)
+            if DETACH_GRACE_S > 0:
+                return False
+            row = (True, True)
+        if not force and attached and not (row and row[1]):
+            return False  # within the grace period
+        for table in tables:
+            conn.execute(sql.SQL("SET lock_timeout = {}").format(sql.Literal(f"{CLEANUP_LOCK_TIMEOUT_MS}ms")))
+            try:
+                is_part, pending, parent = _partition_state(conn, schema, table)
+                if is_part:
+                    verb = "FINALIZE" if pending else "CONCURRENTLY"
+                    conn.execute(sql.SQL("ALTER TABLE {} DETACH PARTITION {} " + verb).format(
+                        sql.Identifier(STORE_SCHEMA, parent), sql.Identifier(schema, table)))  # type: ignore[arg-type]
+                conn.execute(sql.SQL("DROP TABLE {}").format(sql.Identifier(schema, table)))  # one per transaction
+            finally:
+                conn.execute("RESET lock_timeout")
+    except psycopg.errors.OperationalError as exc:  # lock timeout, canceled: the next run retries
+        log.warning("cleanup of version %d (%s) stays for now (%s); the next run continues it", version, schema, exc)
+        return False
+    with conn.transaction():
+        conn.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(schema)))  # functions only
+        conn.execute("DELETE FROM vehicles_store.version WHERE version = %s", (version,))
+    return True
+
+
+def cleanup(conn: psycopg.Connection) -> None:
+    """Drop every version other than live and previous, and the pre-store layout's schemas.
+    Never fails the run: what cannot be dropped now (a reader holds a transaction open for
+    minutes) is logged and dropped by the next run."""
+    live, previous = control(conn)
+    rows = conn.execute(
+        "SELECT v.version, n.nspname FROM vehicles_store.version v LEFT JOIN pg_namespace n ON n.oid = v.schema_oid "
+        "WHERE v.version IS DISTINCT FROM %s AND v.version IS DISTINCT FROM %s ORDER BY 1", (live, previous)).fetchall()
+    for version, schema in rows:
+        if schema == STAGING_SCHEMA:
+            continue  # attached but never flipped: release_staging handles it before staging is rebuilt
+        if schema is None:
+            with conn.transaction():
+                conn.execute("DELETE FROM vehicles_store.version WHERE version = %s", (version,))
+            continue
+        if _drop_version(conn, version, schema):
+            log.info("dropped version %d (%s)", version, schema)
+    for schema in (f"{LIVE_SCHEMA}_legacy", f"{PREVIOUS_SCHEMA}_legacy"):
+        if schema_exists(conn, schema):
+            try:
+                with conn.transaction():
+                    conn.execute(sql.SQL("SET LOCAL lock_timeout = {}").format(
+                        sql.Literal(f"{CLEANUP_LOCK_TIMEOUT_MS}ms")))
+                    conn.execute(sql.SQL("DROP SCHEMA {} CASCADE").format(sql.Identifier(schema)))
+                log.info("dropped %s (the layout before the version store)", schema)
+            except psycopg.errors.OperationalError as exc:
+                log.warning("%s stays for now (%s); the next run drops it", schema, exc)
+

@@ -17,8 +17,9 @@ DECLARE
     s text;
     live constant text := '{{schema}}';
 BEGIN
-    -- Nothing outside the live catalog: run history, staging and the previous version.
-    FOREACH s IN ARRAY ARRAY['etl', 'vehicles_staging', 'vehicles_previous'] LOOP
+    -- Nothing outside the live catalog: run history, staging, the previous version and the version
+    -- store (the views of the live schema read it with their owner's rights).
+    FOREACH s IN ARRAY ARRAY['etl', 'vehicles_staging', 'vehicles_previous', 'vehicles_store'] LOOP
         IF EXISTS (SELECT 1 FROM pg_namespace WHERE nspname = s) THEN
             EXECUTE format('REVOKE ALL ON SCHEMA %I FROM mvp_platform_reader', s);
             EXECUTE format('REVOKE ALL ON ALL TABLES IN SCHEMA %I FROM mvp_platform_reader', s);

@@ -5,8 +5,9 @@
 -- decode): a pass is a few indexed queries over precomputed tables (derive/20_decode_key.sql and
 -- derive/25_decode_support.sql).
 
--- The swap also installs these into vehicles_previous, which has no tables on the first run:
--- SQL-language bodies are checked at call time instead (this transaction only).
+-- In `vehicles` the tables are views over the version store (vehicle_etl/swap.py), created in the
+-- same transaction on the first promotion: SQL-language bodies are checked at call time instead
+-- (this transaction only).
 SET LOCAL check_function_bodies = off;
 
 -- NHTSA's check digit (fVINCheckDigit / fVINCheckDigit2): '' unless 17 characters, '?' when a
@@ -93,6 +94,7 @@ CREATE OR REPLACE FUNCTION {{schema}}.decode_vin_pass(
     vin text, wmi text, model_year integer, conclusive boolean, error12 boolean, caller_year integer)
 RETURNS jsonb LANGUAGE plpgsql STABLE PARALLEL SAFE
 SET plan_cache_mode = force_generic_plan
+SET jit = off  -- a millisecond statement: compiling it would cost more than it can save
 AS $$
 DECLARE
     w record;
