@@ -78,8 +78,11 @@ def platform_db(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Set
         drop_database(name)
 
 
-def build_catalog(dbname: str, source_url: str) -> None:
-    """Load, derive, key and promote a vPIC source into `dbname` (the pipeline's steps, no gate)."""
+def build_catalog(dbname: str, source_url: str, info: tuple[str, str, str] | None = None) -> None:
+    """Load, derive, key and promote a vPIC source into `dbname` (the pipeline's steps, no gate).
+    `info`: the (release, source, run_id) row of catalog_info, written into staging before the
+    promotion as the pipeline's swap step does (live catalog tables are views over the version
+    store: a row goes live with its version, it cannot be inserted into live afterwards)."""
     from vehicle_etl import load, swap
     from vehicle_etl.sources import open_source
 
@@ -89,6 +92,9 @@ def build_catalog(dbname: str, source_url: str) -> None:
         load.repair(conn)
         load.derive(conn)
         load.build_keys(conn)
+        if info is not None:
+            conn.execute("INSERT INTO vehicles_staging.catalog_info (release, source, run_id) VALUES (%s, %s, %s)",
+                         info)
         swap.promote(conn)
 
 

@@ -169,20 +169,20 @@ def test_connection_killed_mid_step_leaves_live_unchanged(
 
 def test_connection_killed_during_swap_is_all_or_nothing(platform_db: Settings, live: dict[str, str]) -> None:
     """Another session holds the control row (as a second ETL session mid-flip would), so the
-    flip transaction waits at its UPDATE with the version attached and staging renamed in the same
-    transaction to come; its backend is terminated there. The transaction rolls back: live is
+    flip transaction waits for that row (its first statement, before the UPDATE and the rename of
+    staging in the same transaction); its backend is terminated there. The transaction rolls back: live is
     byte-for-byte the old version (never a mix); staging is intact; the rerun swaps."""
     before_run = live_run_id(platform_db)
     holder = psycopg.connect(platform_conninfo(platform_db))
     holder.execute("SELECT * FROM vehicles_store.control FOR UPDATE")  # a row lock until rollback
     try:
-        with Killer(dbname(platform_db), r"UPDATE vehicles_store.control", waiting_on_lock=True) as killer, \
+        with Killer(dbname(platform_db), r"FROM vehicles_store\.control FOR UPDATE", waiting_on_lock=True) as killer, \
                 pytest.raises(psycopg.OperationalError):
             pipeline.build_catalog(platform_db, release="2026_02")
     finally:
         holder.rollback()
         holder.close()
-    assert killer.killed and "UPDATE vehicles_store.control" in killer.killed
+    assert killer.killed and "vehicles_store.control FOR UPDATE" in killer.killed
     assert live_checksum(platform_db) == live
     assert live_run_id(platform_db) == before_run
     assert "vehicles_staging" in schemas(platform_db)  # the promoted-to-be version is still intact

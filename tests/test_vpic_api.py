@@ -42,12 +42,9 @@ ENVELOPE = ["Count", "Message", "SearchCriteria", "Results"]
 def db(sample_url: str) -> Iterator[str]:
     name = create_database("vetl_api")
     try:
-        build_catalog(name, sample_url)
+        build_catalog(name, sample_url, info=("sample", "test", RUN_ID))  # what the pipeline's swap writes
         with psycopg.connect(dsn(name), autocommit=True) as conn:
             ensure_reader_role(conn)
-            # what the pipeline's swap writes (conftest.build_catalog promotes without it)
-            conn.execute("INSERT INTO vehicles.catalog_info (release, source, run_id) VALUES ('sample', 'test', %s)",
-                         (RUN_ID,))
         yield name
     finally:
         drop_database(name)

@@ -158,13 +158,17 @@ def cmd_diff(args: argparse.Namespace, settings: Settings) -> int:
 def cmd_cleanup(args: argparse.Namespace, settings: Settings) -> int:
     from psycopg import sql
 
+    from vehicle_etl import swap
     from vehicle_etl.config import STAGING_SCHEMA
     from vehicle_etl.pipeline import run_lock
     from vehicle_etl.platform_db import connect
 
     with run_lock(settings), connect(settings, autocommit=True) as conn:
+        swap.release_staging(conn)  # what an unfinished swap attached: detached first, never locking readers
         conn.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(STAGING_SCHEMA)))
-    print(f"dropped schema {STAGING_SCHEMA} (if it existed)")
+        print(f"dropped schema {STAGING_SCHEMA} (if it existed)")
+        swap.cleanup(conn, settings.detach_grace_s)  # old versions whose grace is over; logs what stays
+        print("dropped the versions older than previous whose grace is over (see the log for any that stay)")
     return 0
 
 
@@ -216,7 +220,8 @@ def build_parser() -> argparse.ArgumentParser:
     f.add_argument("--json", action="store_true", help="the stored diff as JSON")
     f.set_defaults(func=cmd_diff)
 
-    sub.add_parser("cleanup", help="drop a staging schema kept by a failed run").set_defaults(func=cmd_cleanup)
+    c = sub.add_parser("cleanup", help="drop a failed run's staging and old versions whose grace is over")
+    c.set_defaults(func=cmd_cleanup)
     v = sub.add_parser("serve", help="NHTSA's vPIC REST API and the dropdown paths over the live catalog")
     v.add_argument("--host", default="127.0.0.1", help="address to bind (default: loopback only)")
     v.add_argument("--port", type=int, default=8090)

@@ -41,6 +41,11 @@ class Settings:
     swap_lock_timeout_ms: int = field(
         default_factory=lambda: int(_env("VEHICLE_ETL_SWAP_LOCK_TIMEOUT_MS", "500") or 500)
     )
+    # Seconds between marking an old version's partitions detached and dropping them (a later
+    # run, or `vehicle-etl cleanup`): docs/ARCHITECTURE.md, "Why it cannot deadlock with readers".
+    detach_grace_s: float = field(
+        default_factory=lambda: float(_env("VEHICLE_ETL_DETACH_GRACE_S", "600") or 600)
+    )
 
     @property
     def markers(self) -> Path:

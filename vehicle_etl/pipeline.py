@@ -383,7 +383,8 @@ def swap_step(settings: Settings, run_id: str, ref: SourceRef) -> float:
         def record(c: psycopg.Connection) -> None:
             history.update_run(c, run_id, status="success")
 
-        return swap.promote(conn, settings.swap_lock_timeout_ms, in_transaction=record, run_id=run_id)
+        return swap.promote(conn, settings.swap_lock_timeout_ms, in_transaction=record, run_id=run_id,
+                            grace_s=settings.detach_grace_s)
 
 
 def marker_step(settings: Settings, run_id: str) -> Path:

@@ -51,7 +51,6 @@ log = logging.getLogger(__name__)
 STORE_SCHEMA = "vehicles_store"
 VERSION_COLUMN = "version"
 ATTEMPTS = 5  # the flip takes no lock a reader holds: a retry only covers other ETL sessions
-CLEANUP_LOCK_TIMEOUT_MS = 5000
 _SOURCE = {LIVE_SCHEMA: "live", PREVIOUS_SCHEMA: "previous"}
 
 
@@ -338,6 +337,7 @@ def promote(
     lock_timeout_ms: int = 500,
     in_transaction: Callable[[psycopg.Connection], None] | None = None,
     run_id: str | None = None,
+    grace_s: float | None = None,
 ) -> float:
     """Staging becomes live; live becomes previous; older versions are dropped. Returns the flip's seconds.
 
@@ -347,7 +347,7 @@ def promote(
     prepared = prepare(conn, run_id)
     live, _ = control(conn)
     seconds = _flip(conn, prepared.version, live, lock_timeout_ms, in_transaction, rename_staging=True)
-    cleanup(conn)
+    cleanup(conn, grace_s)
     return seconds
 
 
@@ -373,7 +373,23 @@ def rollback(
 # replayed against readers; new plans leave the partitions out); a later one finalizes and drops
 # them, when no statement from before the mark can still be running (it would have been canceled
 # by the standby's own limits long before).
+# Why the finalize cannot make a reader fail on the primary: DETACH ... FINALIZE takes ACCESS
+# EXCLUSIVE on the partition and then waits for every older snapshot; a reader that started before
+# it and then asks for the partition (a cached generic plan made before the mark locks every
+# relation it names before it notices it must re-plan) would close a cycle. Every lock the cleanup
+# waits for is therefore bounded by a lock_timeout below the server's deadlock_timeout: the
+# cleanup always gives way first (the reader waits less than deadlock_timeout, so it never even
+# runs the deadlock check), and the next visit retries. DROP TABLE of a detached table waits only
+# for that table and its own indexes, under the same bound.
 DETACH_GRACE_S = 600.0
+FINALIZE_ATTEMPTS = 20
+
+
+def _cleanup_timeout_ms(conn: psycopg.Connection) -> int:
+    """Half the server's deadlock_timeout, at most 200 ms (PostgreSQL's default is 1 s)."""
+    deadlock_ms = conn.execute(
+        "SELECT setting::int FROM pg_settings WHERE name = 'deadlock_timeout'").fetchone()[0]  # type: ignore[index]
+    return max(10, min(200, deadlock_ms // 2))
 
 
 def _partition_state(conn: psycopg.Connection, schema: str, table: str) -> tuple[bool, bool, str | None]:
@@ -402,11 +418,35 @@ def _mark_detached(conn: psycopg.Connection, schema: str, table: str, parent: st
         raise SwapError(f"{schema}.{table} could not be marked detached")
 
 
-def _drop_version(conn: psycopg.Connection, version: int, schema: str, *, force: bool = False) -> bool:
+def _finalize_and_drop(conn: psycopg.Connection, schema: str, table: str, timeout_ms: int) -> None:
+    """One table: detach (FINALIZE of a marked partition; CONCURRENTLY for staging that never went
+    live) and drop, each statement its own transaction, retried on a lock timeout."""
+    conn.execute(sql.SQL("SET lock_timeout = {}").format(sql.Literal(f"{timeout_ms}ms")))
+    try:
+        for attempt in range(1, FINALIZE_ATTEMPTS + 1):
+            try:
+                is_part, pending, parent = _partition_state(conn, schema, table)
+                if is_part:
+                    verb = "FINALIZE" if pending else "CONCURRENTLY"
+                    conn.execute(sql.SQL("ALTER TABLE {} DETACH PARTITION {} " + verb).format(
+                        sql.Identifier(STORE_SCHEMA, parent), sql.Identifier(schema, table)))  # type: ignore[arg-type]
+                conn.execute(sql.SQL("DROP TABLE {}").format(sql.Identifier(schema, table)))
+                return
+            except psycopg.errors.LockNotAvailable:
+                if attempt == FINALIZE_ATTEMPTS:
+                    raise
+                time.sleep(0.05 * attempt)  # a reader's statement is running: let it end
+    finally:
+        conn.execute("RESET lock_timeout")
+
+
+def _drop_version(conn: psycopg.Connection, version: int, schema: str, *, force: bool = False,
+                  grace_s: float | None = None) -> bool:
     """One visit of the cleanup of one version (see DETACH_GRACE_S); True when it is gone.
     `force`: no grace (staging that never went live: no reader can have planned with it)."""
+    grace = DETACH_GRACE_S if grace_s is None else grace_s
     row = conn.execute("SELECT detach_started, now() - detach_started >= make_interval(secs => %s) "
-                       "FROM vehicles_store.version WHERE version = %s", (DETACH_GRACE_S, version)).fetchone()
+                       "FROM vehicles_store.version WHERE version = %s", (grace, version)).fetchone()
     tables = _base_tables(conn, schema)
     attached = [(t, st) for t in tables if (st := _partition_state(conn, schema, t))[0]]
     try:
@@ -418,24 +458,16 @@ def _drop_version(conn: psycopg.Connection, version: int, schema: str, *, force:
                 conn.execute("UPDATE vehicles_store.version SET detach_started = now() WHERE version = %s",
                              (version,))
             log.info("version %d: partitions marked detached; dropped by a run at least %.0f s from now",
-                     version, DETACH_GRACE_S)
-            if DETACH_GRACE_S > 0:
+                     version, grace)
+            if grace > 0:
                 return False
             row = (True, True)
         if not force and attached and not (row and row[1]):
             return False  # within the grace period
+        timeout_ms = _cleanup_timeout_ms(conn)
         for table in tables:
-            conn.execute(sql.SQL("SET lock_timeout = {}").format(sql.Literal(f"{CLEANUP_LOCK_TIMEOUT_MS}ms")))
-            try:
-                is_part, pending, parent = _partition_state(conn, schema, table)
-                if is_part:
-                    verb = "FINALIZE" if pending else "CONCURRENTLY"
-                    conn.execute(sql.SQL("ALTER TABLE {} DETACH PARTITION {} " + verb).format(
-                        sql.Identifier(STORE_SCHEMA, parent), sql.Identifier(schema, table)))  # type: ignore[arg-type]
-                conn.execute(sql.SQL("DROP TABLE {}").format(sql.Identifier(schema, table)))  # one per transaction
-            finally:
-                conn.execute("RESET lock_timeout")
-    except psycopg.errors.OperationalError as exc:  # lock timeout, canceled: the next run retries
+            _finalize_and_drop(conn, schema, table, timeout_ms)
+    except (psycopg.errors.OperationalError, SwapError) as exc:  # lock timeout, canceled: the next run retries
         log.warning("cleanup of version %d (%s) stays for now (%s); the next run continues it", version, schema, exc)
         return False
     with conn.transaction():
@@ -444,10 +476,10 @@ def _drop_version(conn: psycopg.Connection, version: int, schema: str, *, force:
     return True
 
 
-def cleanup(conn: psycopg.Connection) -> None:
+def cleanup(conn: psycopg.Connection, grace_s: float | None = None) -> None:
     """Drop every version other than live and previous, and the pre-store layout's schemas.
     Never fails the run: what cannot be dropped now (a reader holds a transaction open for
-    minutes) is logged and dropped by the next run."""
+    minutes) is logged and dropped by the next run. `grace_s`: DETACH_GRACE_S unless given."""
     live, previous = control(conn)
     rows = conn.execute(
         "SELECT v.version, n.nspname FROM vehicles_store.version v LEFT JOIN pg_namespace n ON n.oid = v.schema_oid "
@@ -459,14 +491,14 @@ def cleanup(conn: psycopg.Connection) -> None:
             with conn.transaction():
                 conn.execute("DELETE FROM vehicles_store.version WHERE version = %s", (version,))
             continue
-        if _drop_version(conn, version, schema):
+        if _drop_version(conn, version, schema, grace_s=grace_s):
             log.info("dropped version %d (%s)", version, schema)
     for schema in (f"{LIVE_SCHEMA}_legacy", f"{PREVIOUS_SCHEMA}_legacy"):
         if schema_exists(conn, schema):
             try:
                 with conn.transaction():
                     conn.execute(sql.SQL("SET LOCAL lock_timeout = {}").format(
-                        sql.Literal(f"{CLEANUP_LOCK_TIMEOUT_MS}ms")))
+                        sql.Literal(f"{_cleanup_timeout_ms(conn)}ms")))  # gives way to readers (see above)
                     conn.execute(sql.SQL("DROP SCHEMA {} CASCADE").format(sql.Identifier(schema)))
                 log.info("dropped %s (the layout before the version store)", schema)
             except psycopg.errors.OperationalError as exc:
