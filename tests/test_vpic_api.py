@@ -30,6 +30,7 @@ from conftest import TEST_PG, build_catalog, create_database, drop_database, dsn
 from starlette.testclient import TestClient
 
 from vehicle_etl.decode import ensure_reader_role
+from vehicle_etl.vpic_api import release_channel
 from vehicle_etl.vpic_api.app import create_app
 
 FIXTURES = Path(__file__).parent / "data" / "nhtsa"
@@ -62,7 +63,7 @@ def sql(db: str) -> Iterator[psycopg.Connection]:
 
 @pytest.fixture(scope="module")
 def client(db: str) -> Iterator[TestClient]:
-    with TestClient(create_app(dsn(db), pool_size=4), raise_server_exceptions=False) as c:
+    with TestClient(create_app(dsn(db), pool_size=4, recheck_seconds=60), raise_server_exceptions=False) as c:
         yield c
 
 
@@ -214,6 +215,21 @@ def test_paths_and_parameters_are_case_insensitive(client: TestClient) -> None:
 
 # --- caching -----------------------------------------------------------------------------------
 
+def announce_run(sql: psycopg.Connection, run_id: str) -> None:
+    """What a swap changes, and how it tells the service: catalog_info and the NOTIFY, in one transaction."""
+    with sql.transaction():
+        sql.execute("UPDATE vehicles.catalog_info SET run_id = %s", (run_id,))
+        release_channel.announce(sql, "sample", run_id)
+
+
+def until(check: Any, seconds: float = 3.0) -> Any:
+    deadline = time.monotonic() + seconds
+    while not (result := check()):
+        assert time.monotonic() < deadline, "not within the deadline"
+        time.sleep(0.01)
+    return result
+
+
 def test_version_header_etag_and_304_until_the_release_changes(client: TestClient, sql: psycopg.Connection) -> None:
     path = f"DecodeVinValues/{VIN}"
     r = get(client, path, format="json")
@@ -224,12 +240,15 @@ def test_version_header_etag_and_304_until_the_release_changes(client: TestClien
     again = client.get(f"/api/vehicles/{path}", params={"format": "json"}, headers={"If-None-Match": etag})
     assert again.status_code == 304 and again.content == b"" and again.headers["ETag"] == etag
     try:
-        sql.execute("UPDATE vehicles.catalog_info SET run_id = 'next-run'")  # what a swap changes
-        after = client.get(f"/api/vehicles/{path}", params={"format": "json"}, headers={"If-None-Match": etag})
-        assert after.status_code == 200 and after.headers["ETag"] != etag
+        announce_run(sql, "next-run")
+        # The client fixture re-checks only every 60 s: the notification is what makes this change.
+        after = until(lambda: (a := client.get(f"/api/vehicles/{path}", params={"format": "json"},
+                                               headers={"If-None-Match": etag})).status_code == 200 and a)
+        assert after.headers["ETag"] != etag
         assert after.headers["X-Vpic-Data-Version"] == "sample; run=next-run"
     finally:
-        sql.execute("UPDATE vehicles.catalog_info SET run_id = %s", (RUN_ID,))
+        announce_run(sql, RUN_ID)
+        until(lambda: get(client, path, format="json").headers["X-Vpic-Data-Version"] == f"sample; run={RUN_ID}")
     d = get(client, "dropdown/makes", model_year=2020)
     assert client.get("/api/vehicles/dropdown/makes?model_year=2020",
                       headers={"If-None-Match": d.headers["ETag"]}).status_code == 304

@@ -36,6 +36,7 @@ from vehicle_etl.errors import ConcurrentRunError, EtlError, SourceError
 from vehicle_etl.platform_db import connect, schema_exists, sibling, table_counts
 from vehicle_etl.sources import Source, open_source, url_from_airflow_connection
 from vehicle_etl.spec import DERIVED_TABLES, LOADED_TABLES, TABLES
+from vehicle_etl.vpic_api import release_channel
 
 log = logging.getLogger(__name__)
 
@@ -378,6 +379,7 @@ def swap_step(settings: Settings, run_id: str, ref: SourceRef) -> float:
                 f"INSERT INTO {LIVE_SCHEMA}.catalog_info (release, source, run_id) VALUES (%s, %s, %s)",
                 (ref.release or releases.UNKNOWN, ref.url, run_id))
             history.update_run(c, run_id, status="success")
+            release_channel.announce(c, ref.release or releases.UNKNOWN, run_id)  # `serve` learns it at commit
 
         return swap.promote(conn, settings.swap_lock_timeout_ms, in_transaction=record)
 
@@ -462,6 +464,7 @@ def rollback(settings: Settings) -> dict[str, Any]:
 
         def record(c: psycopg.Connection) -> None:
             history.update_run(c, run_id, status="rolled_back")
+            release_channel.announce(c, prev[0] if prev else None, run_id)  # `serve` learns it at commit
 
         try:
             seconds = swap.rollback(conn, settings.swap_lock_timeout_ms, in_transaction=record)
