@@ -222,7 +222,7 @@ def announce_run(sql: psycopg.Connection, run_id: str) -> None:
         release_channel.announce(sql, "sample", run_id)
 
 
-def until(check: Any, seconds: float = 3.0) -> Any:
+def until(check: Any, seconds: float = 10.0) -> Any:
     deadline = time.monotonic() + seconds
     while not (result := check()):
         assert time.monotonic() < deadline, "not within the deadline"

@@ -1,8 +1,8 @@
 """Whole answers of the live release, kept in the server process (an LRU bounded in bytes and entries).
 
 An entry is the exact bytes and headers one database read produced (one snapshot, tagged with the
-release it read: catalog.Catalog.read), keyed by the canonical path, the query and nothing else
-(answers do not vary on request headers; If-None-Match is answered from the entry's ETag). The
+release it read: catalog.Catalog.read), keyed by the request's raw path and query string and nothing
+else (answers do not vary on request headers; If-None-Match is answered from the entry's ETag). The
 cache holds one release only: `learn` of another release (or of "unknown") empties it before
 anything else can be served, and `offer` stores an answer only if it was read from the release
 the cache holds. So a cached answer of an old release is never served once the server knows of the
@@ -21,7 +21,7 @@ from dataclasses import dataclass
 
 from vehicle_etl.vpic_api.catalog import Version
 
-Key = tuple[str, bytes]          # canonical path, canonical query string (names lower-cased, sorted)
+Key = tuple[bytes, bytes]        # the request's raw path and raw query string, as the client sent them
 ENTRY_OVERHEAD = 400             # bytes of Python objects per entry besides the body (measured ~350)
 
 

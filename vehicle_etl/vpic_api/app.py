@@ -25,7 +25,7 @@ from fastapi.responses import JSONResponse, Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from vehicle_etl.vpic_api import formats as f
-from vehicle_etl.vpic_api.answer_cache import Answer, AnswerCache, Key
+from vehicle_etl.vpic_api.answer_cache import Answer, AnswerCache
 from vehicle_etl.vpic_api.catalog import Catalog, CatalogUnavailable, Version
 from vehicle_etl.vpic_api.release_watch import ReleaseWatch
 
@@ -76,22 +76,15 @@ class NhtsaRequests:
         scope = dict(scope)
         scope["path"] = self._canonical(path)
         scope["raw_path"] = scope["path"].encode()
-        query = [(k.lower(), v) for k, v in query]
-        scope["query_string"] = urlencode(query).encode()
+        scope["query_string"] = urlencode([(k.lower(), v) for k, v in query]).encode()
         headers = dict(scope.get("headers") or [])
         length = headers.get(b"content-length")
         if length is not None and (not length.isdigit() or int(length) > MAX_BODY):
             await _plain(send, 413, f"request body larger than {MAX_BODY} bytes")
             return
         if scope["method"] == "GET" and self.cache.enabled:
-            # Answered here, before routing and validation, when the live release's answer to
-            # exactly this path and query is kept (answer_cache.py); else noted for the route.
-            key: Key = (scope["path"], urlencode(sorted(query)).encode())
-            answer = self.cache.get(key)
-            if answer is not None:
-                await _cached(send, answer, headers.get(b"if-none-match"))
-                return
-            scope[CACHE_KEY] = (key, self.cache.generation)
+            # The route offers its answer to the cache under the request as it came (VpicApp).
+            scope[CACHE_KEY] = ((raw_path, qs), self.cache.generation)
         await self.app(scope, _limited(receive), send)
 
     def _canonical(self, path: str) -> str:
@@ -121,6 +114,33 @@ def _limited(receive: Receive) -> Receive:
         return message
 
     return wrapped
+
+
+class VpicApp(FastAPI):
+    """FastAPI, with kept answers sent before any middleware, routing or validation runs.
+
+    The cache key is the request as it came: the raw path and query string. An entry exists only
+    for a GET that passed NhtsaRequests' checks and got a 200 from its route, and those checks read
+    nothing but the path, the query and Content-Length; so a request with the same bytes and no
+    body gets the same answer. (Another spelling of the same question, e.g. other letter case, is
+    another entry.)"""
+
+    answers: AnswerCache
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["method"] == "GET" and self.answers.version is not None:
+            answer = self.answers.get((scope.get("raw_path") or scope["path"].encode(), scope["query_string"]))
+            if answer is not None:
+                inm = None
+                for name, value in scope["headers"]:
+                    if name == b"if-none-match":
+                        inm = value
+                    elif name == b"content-length" and value != b"0":
+                        break  # a GET with a body: through the checks (413 when too large)
+                else:
+                    await _cached(send, answer, inm)
+                    return
+        await super().__call__(scope, receive, send)
 
 
 async def _cached(send: Send, answer: Answer, if_none_match: bytes | None) -> None:
@@ -229,7 +249,7 @@ def _raw(headers: dict[str, str]) -> list[tuple[bytes, bytes]]:
 
 
 def create_app(conninfo: str | Callable[[], str], *, pool_size: int | None = None, cache_mb: float | None = None,
-               cache_entries: int | None = None, recheck_seconds: float | None = None) -> FastAPI:
+               cache_entries: int | None = None, recheck_seconds: float | None = None) -> VpicApp:
     """The application over the catalog at `conninfo` (a string, or a callable resolved at startup).
 
     The answer cache (answer_cache.py) holds up to `cache_mb` MiB and `cache_entries` answers of the
@@ -258,7 +278,7 @@ def create_app(conninfo: str | Callable[[], str], *, pool_size: int | None = Non
                 await state.watch.stop()
             await state.catalog.close()
 
-    app = FastAPI(
+    app = VpicApp(
         title="MVP Platform vehicle catalog (NHTSA vPIC API, local)",
         version="1",
         description="NHTSA's vPIC REST API served from the platform database's live catalog, and the "
@@ -300,7 +320,7 @@ def create_app(conninfo: str | Callable[[], str], *, pool_size: int | None = Non
     names = {r.path.split("/")[3].lower(): r.path.split("/")[3]  # type: ignore[attr-defined]
              for r in app.routes if getattr(r, "path", "").startswith(PREFIX + "/")}
     app.add_middleware(NhtsaRequests, names=names, cache=state.cache)
-    app.state.answers = state  # for operators and tests: app.state.answers.cache
+    app.answers = state.cache
     return app
 
 
