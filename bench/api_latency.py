@@ -231,6 +231,8 @@ async def main_async(args: argparse.Namespace) -> int:
 
     try:
         for name, sql_call, unique_call, repeated_call in workloads:
+            if args.only not in name:
+                continue
             for n in args.concurrency:
                 conns: list[psycopg.AsyncConnection] = []
 
@@ -282,6 +284,7 @@ def main() -> int:
     ap.add_argument("--workers", type=int, default=1, help="server processes (vehicle-etl serve --workers)")
     ap.add_argument("--cache-mb", type=float, default=64, help="the server's answer cache (VPIC_API_CACHE_MB)")
     ap.add_argument("--vins", type=Path, default=DEFAULT_VINS)
+    ap.add_argument("--only", default="", help="run only the workloads whose name contains this text")
     # the server runs on uvloop (uvicorn's default when installed); the clients too
     return uvloop.run(main_async(ap.parse_args()))
 
