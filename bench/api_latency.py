@@ -1,21 +1,29 @@
 """The HTTP API (`vehicle-etl serve`) against the same queries straight over SQL, in one run.
 
 Usage: .venv/bin/python bench/api_latency.py --db DBNAME [--pg "host=127.0.0.1 port=5432 user=postgres"]
-       [--seconds 6] [--concurrency 1,16,64] [--pool 10] [--vins ../shared/data/vin_ground_truth/dev_vins.csv]
+       [--seconds 6] [--concurrency 1,16,64] [--pool 10] [--workers 1] [--cache-mb 64]
+       [--vins ../shared/data/vin_ground_truth/dev_vins.csv]
 
 Starts `vehicle-etl serve` as a process on a free loopback port (MVP_PLATFORM_DB_* pointing at DBNAME,
 which must hold a live catalog and the reader role), then for each workload and each concurrency
-runs, for --seconds each and side by side in time:
+runs, for --seconds each and one after the other:
   - SQL: N asyncio workers, each on its own psycopg connection, calling the contract function
     (`SELECT vehicles.decode_vin(%s, NULL)`, `decode_vins` of 50 VINs, `dropdown_*`) — what an app
     that talks SQL does;
-  - HTTP: N asyncio workers sharing an httpx client with N keep-alive connections, calling the
-    NHTSA path or dropdown path that runs the same function (plus, in the service, its transaction,
-    role and release reads).
-Both clients are Python in this one process, on the same cores as the server and PostgreSQL: the
-ratio HTTP/SQL at 1 connection is the service's overhead; at 16/64 everything shares two cores.
-Prints p50/p99 (ms) and requests/s per cell and the HTTP − SQL difference at p50; stops the server
-by its PID.
+  - HTTP unique: N workers, each on its own keep-alive HTTP/1.1 connection, calling the NHTSA or
+    dropdown path that runs the same function, every request with a query the server has not seen
+    (an extra `nocache=<counter>` parameter, which the routes ignore): each one misses the server's
+    answer cache and reads the database (its transaction, role and release reads included) — the
+    cold figure, and what unique VIN decodes cost;
+  - HTTP repeated: the same requests without the counter (dropdowns: one fixed question; decodes:
+    50 VINs drawn at random), answered from the answer cache after the warm-up — what the app's
+    dropdown traffic, which repeats the same few hundred questions, costs. The batch is a POST and
+    is never cached: it has the unique figure only.
+The HTTP client is a minimal asyncio protocol (one request in flight per connection, responses
+framed by Content-Length), not httpx: httpx costs ~0.5 ms of client CPU per request, more than the
+service it measures. Both clients are Python in this one process on uvloop, on the same two cores
+as the server and PostgreSQL. Prints p50/p99 (ms) and requests/s per cell and HTTP − SQL at p50;
+stops the server by its PID.
 """
 
 from __future__ import annotations
@@ -23,6 +31,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import csv
+import itertools
 import os
 import random
 import signal
@@ -32,9 +41,11 @@ import sys
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
+from urllib.parse import urlencode
 
 import httpx
 import psycopg
+import uvloop
 
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_VINS = ROOT.parent / "shared" / "data" / "vin_ground_truth" / "dev_vins.csv"
@@ -69,14 +80,15 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def start_server(pg: str, db: str, port: int, pool: int) -> subprocess.Popen[bytes]:
+def start_server(pg: str, db: str, port: int, pool: int, workers: int, cache_mb: float) -> subprocess.Popen[bytes]:
     info = psycopg.conninfo.conninfo_to_dict(pg)
     env = os.environ | {"MVP_PLATFORM_DB_HOST": str(info.get("host", "127.0.0.1")),
                         "MVP_PLATFORM_DB_PORT": str(info.get("port", "5432")), "MVP_PLATFORM_DB_NAME": db,
                         "MVP_PLATFORM_DB_USER": str(info.get("user", "postgres")),
                         "MVP_PLATFORM_DB_PASSWORD": str(info.get("password", "")),
-                        "VPIC_API_POOL_SIZE": str(pool)}
+                        "VPIC_API_POOL_SIZE": str(pool), "VPIC_API_CACHE_MB": str(cache_mb)}
     exe = Path(sys.executable).with_name("vehicle-etl")
+    env["VPIC_API_WORKERS"] = str(workers)
     proc = subprocess.Popen([str(exe), "serve", "--port", str(port)], env=env,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 60
@@ -101,6 +113,55 @@ def load_vins(path: Path, k: int, seed: int) -> list[str]:
     return vins[:k]
 
 
+class HttpConn(asyncio.Protocol):
+    """One keep-alive HTTP/1.1 connection, one request at a time; the server always sends Content-Length."""
+
+    def __init__(self) -> None:
+        self.buf = bytearray()
+        self.waiter: asyncio.Future[tuple[int, bytes]] | None = None
+        self.transport: asyncio.Transport | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+
+    def data_received(self, data: bytes) -> None:
+        self.buf += data
+        end = self.buf.find(b"\r\n\r\n")
+        if end < 0 or self.waiter is None:
+            return
+        head = bytes(self.buf[:end]).lower() + b"\r\n"
+        i = head.find(b"\r\ncontent-length:")
+        length = int(head[i + 17:head.find(b"\r\n", i + 2)]) if i >= 0 else 0
+        if len(self.buf) < end + 4 + length:
+            return
+        body = bytes(self.buf[end + 4:end + 4 + length])
+        del self.buf[:end + 4 + length]
+        self.waiter.set_result((int(head[9:12]), body))
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self.waiter is not None and not self.waiter.done():
+            self.waiter.set_exception(ConnectionError(f"server closed the connection ({exc})"))
+
+    async def request(self, raw: bytes) -> tuple[int, bytes]:
+        self.waiter = asyncio.get_running_loop().create_future()
+        self.transport.write(raw)  # type: ignore[union-attr]
+        return await self.waiter
+
+
+def get(path: str) -> bytes:
+    return f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n".encode()
+
+
+def post_form(path: str, form: dict[str, str]) -> bytes:
+    body = urlencode(form).encode()
+    return (f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/x-www-form-urlencoded\r\n"
+            f"Content-Length: {len(body)}\r\n\r\n").encode() + body
+
+
+def row(cells: list[str]) -> str:
+    return " | ".join(cells)
+
+
 async def main_async(args: argparse.Namespace) -> int:
     dsn = psycopg.conninfo.make_conninfo(args.pg, dbname=args.db)
     vins = load_vins(args.vins, 5000, 1)
@@ -111,30 +172,67 @@ async def main_async(args: argparse.Namespace) -> int:
         model_id = conn.execute("SELECT \"Model_ID\" FROM vehicles.dropdown_models(%s, 2020) LIMIT 1",
                                 (make_id,)).fetchone()[0]  # type: ignore[index]
     rnd = random.Random(2)
+    counter = itertools.count()
     batch = ";".join(vins[:50])
+    trims = f"/api/vehicles/dropdown/trims?make_id={make_id}&model_id={model_id}&model_year=2020"
 
-    # (name, SQL statement + params factory, HTTP request factory)
-    Http = Callable[[httpx.AsyncClient], Awaitable[httpx.Response]]
-    workloads: list[tuple[str, Callable[[], tuple[str, tuple]], Http]] = [
+    def unique(path: str) -> bytes:
+        return get(f"{path}{'&' if '?' in path else '?'}nocache={next(counter)}")
+
+    # name, SQL (statement, params) factory, HTTP unique request factory, HTTP repeated request factory
+    Req = Callable[[], bytes]
+    workloads: list[tuple[str, Callable[[], tuple[str, tuple]], Req, Req | None]] = [
         ("DecodeVinValues", lambda: ("SELECT vehicles.decode_vin(%s, NULL)", (rnd.choice(vins),)),
-         lambda c: c.get(f"/api/vehicles/DecodeVinValues/{rnd.choice(vins)}?format=json")),
+         lambda: unique(f"/api/vehicles/DecodeVinValues/{rnd.choice(vins)}?format=json"),
+         lambda: get(f"/api/vehicles/DecodeVinValues/{rnd.choice(vins[:50])}?format=json")),
         ("DecodeVINValuesBatch (50)", lambda: ("SELECT result FROM vehicles.decode_vins(%s)", (vins[:50],)),
-         lambda c: c.post("/api/vehicles/DecodeVINValuesBatch/", data={"format": "json", "data": batch})),
-        ("dropdown/makes", lambda: ("SELECT * FROM vehicles.dropdown_makes(%s, false)", (2020,)),
-         lambda c: c.get("/api/vehicles/dropdown/makes?model_year=2020")),
+         lambda: post_form("/api/vehicles/DecodeVINValuesBatch/", {"format": "json", "data": batch}), None),
+        ("dropdown/makes (2020)", lambda: ("SELECT * FROM vehicles.dropdown_makes(%s, false)", (2020,)),
+         lambda: unique("/api/vehicles/dropdown/makes?model_year=2020"),
+         lambda: get("/api/vehicles/dropdown/makes?model_year=2020")),
         ("dropdown/models", lambda: ("SELECT * FROM vehicles.dropdown_models(%s, %s)", (make_id, 2020)),
-         lambda c: c.get(f"/api/vehicles/dropdown/models?make_id={make_id}&model_year=2020")),
+         lambda: unique(f"/api/vehicles/dropdown/models?make_id={make_id}&model_year=2020"),
+         lambda: get(f"/api/vehicles/dropdown/models?make_id={make_id}&model_year=2020")),
         ("dropdown/trims", lambda: ("SELECT * FROM vehicles.dropdown_trims(%s, %s, %s)", (make_id, model_id, 2020)),
-         lambda c: c.get(f"/api/vehicles/dropdown/trims?make_id={make_id}&model_id={model_id}&model_year=2020")),
+         lambda: unique(trims), lambda: get(trims)),
     ]
     port = free_port()
-    proc = start_server(args.pg, args.db, port, args.pool)
-    print(f"server pid {proc.pid} on 127.0.0.1:{port}, pool {args.pool}; {args.seconds:g} s per cell; "
+    proc = start_server(args.pg, args.db, port, args.pool, args.workers, args.cache_mb)
+    loop = asyncio.get_running_loop()
+    print(f"server pid {proc.pid} on 127.0.0.1:{port}, pool {args.pool}, workers {args.workers}, "
+          f"cache {args.cache_mb:g} MiB; {args.seconds:g} s per cell; loop {type(loop).__module__}; "
           f"load {os.getloadavg()[0]:.2f}")
-    print(f"{'workload':<27} {'conns':>5} | {'SQL p50':>8} {'p99':>8} {'req/s':>7} | "
-          f"{'HTTP p50':>8} {'p99':>8} {'req/s':>7} | {'+p50 ms':>7} {'ratio':>5}")
+    print(row(["workload", "conns", "SQL p50 / p99 ms", "SQL req/s", "HTTP unique p50 / p99 ms", "req/s",
+               "HTTP repeated p50 / p99 ms", "req/s", "unique − SQL p50", "repeated − SQL p50"]))
+
+    async def http_cell(n: int, make: Req, name: str) -> tuple[list[float], float]:
+        conns: list[HttpConn] = []
+
+        async def http_worker(i: int) -> Callable[[], Awaitable[None]]:
+            if i >= len(conns):
+                _, c = await loop.create_connection(HttpConn, "127.0.0.1", port)
+                conns.append(c)
+            conn = conns[i]
+
+            async def call() -> None:
+                status, content = await conn.request(make())
+                if status != 200:
+                    raise SystemExit(f"{name}: HTTP {status} {content[:200]!r}")
+            return call
+
+        await run(min(n, 4), 0.5, http_worker)  # warm-up (and, for repeated requests, the cache)
+        result = await run(n, args.seconds, http_worker)
+        for c in conns:
+            c.transport.close()  # type: ignore[union-attr]
+        return result
+
+    def cell(lat: list[float], rps: float) -> list[str]:
+        return [f"{pct(lat, 50):.2f} / {pct(lat, 99):.2f}", f"{rps:,.0f}"]
+
     try:
-        for name, sql_call, http_call in workloads:
+        for name, sql_call, unique_call, repeated_call in workloads:
+            if args.only not in name:
+                continue
             for n in args.concurrency:
                 conns: list[psycopg.AsyncConnection] = []
 
@@ -157,24 +255,16 @@ async def main_async(args: argparse.Namespace) -> int:
                 sql_lat, sql_rps = await run(n, args.seconds, sql_worker)
                 for c in conns:
                     await c.close()
-
-                async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=60,
-                                             limits=httpx.Limits(max_connections=n,
-                                                                 max_keepalive_connections=n)) as client:
-                    async def http_worker(i: int, client: httpx.AsyncClient = client, http_call: Http = http_call,
-                                          name: str = name) -> Callable[[], Awaitable[None]]:
-                        async def call() -> None:
-                            r = await http_call(client)
-                            if r.status_code != 200:
-                                raise SystemExit(f"{name}: HTTP {r.status_code} {r.text[:200]}")
-                        return call
-
-                    await run(min(n, 4), 0.5, http_worker)
-                    http_lat, http_rps = await run(n, args.seconds, http_worker)
-                d = pct(http_lat, 50) - pct(sql_lat, 50)
-                print(f"{name:<27} {n:>5} | {pct(sql_lat, 50):8.2f} {pct(sql_lat, 99):8.2f} {sql_rps:7.0f} | "
-                      f"{pct(http_lat, 50):8.2f} {pct(http_lat, 99):8.2f} {http_rps:7.0f} | "
-                      f"{d:7.2f} {pct(http_lat, 50) / pct(sql_lat, 50):5.2f}", flush=True)
+                u_lat, u_rps = await http_cell(n, unique_call, name)
+                cells = [name, str(n), *cell(sql_lat, sql_rps), *cell(u_lat, u_rps)]
+                if repeated_call is not None:
+                    r_lat, r_rps = await http_cell(n, repeated_call, name)
+                    cells += cell(r_lat, r_rps)
+                else:
+                    cells += ["(POST: not cached)", ""]
+                cells.append(f"{pct(u_lat, 50) - pct(sql_lat, 50):+.2f} ms")
+                cells.append(f"{pct(r_lat, 50) - pct(sql_lat, 50):+.2f} ms" if repeated_call else "")
+                print("| " + row(cells) + " |", flush=True)
     finally:
         proc.send_signal(signal.SIGTERM)
         try:
@@ -191,8 +281,12 @@ def main() -> int:
     ap.add_argument("--seconds", type=float, default=6.0)
     ap.add_argument("--concurrency", type=lambda s: [int(x) for x in s.split(",")], default=[1, 16, 64])
     ap.add_argument("--pool", type=int, default=10, help="the server's connection pool (VPIC_API_POOL_SIZE)")
+    ap.add_argument("--workers", type=int, default=1, help="server processes (vehicle-etl serve --workers)")
+    ap.add_argument("--cache-mb", type=float, default=64, help="the server's answer cache (VPIC_API_CACHE_MB)")
     ap.add_argument("--vins", type=Path, default=DEFAULT_VINS)
-    return asyncio.run(main_async(ap.parse_args()))
+    ap.add_argument("--only", default="", help="run only the workloads whose name contains this text")
+    # the server runs on uvloop (uvicorn's default when installed); the clients too
+    return uvloop.run(main_async(ap.parse_args()))
 
 
 if __name__ == "__main__":

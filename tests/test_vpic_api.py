@@ -7,6 +7,7 @@ a process on a free loopback port. Recorded NHTSA answers: tests/data/nhtsa (PRO
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import json
@@ -15,6 +16,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 import uuid
 import xml.etree.ElementTree as ET
@@ -30,6 +32,7 @@ from conftest import TEST_PG, build_catalog, create_database, drop_database, dsn
 from starlette.testclient import TestClient
 
 from vehicle_etl.decode import ensure_reader_role
+from vehicle_etl.vpic_api import release_channel
 from vehicle_etl.vpic_api.app import create_app
 
 FIXTURES = Path(__file__).parent / "data" / "nhtsa"
@@ -59,7 +62,7 @@ def sql(db: str) -> Iterator[psycopg.Connection]:
 
 @pytest.fixture(scope="module")
 def client(db: str) -> Iterator[TestClient]:
-    with TestClient(create_app(dsn(db), pool_size=4), raise_server_exceptions=False) as c:
+    with TestClient(create_app(dsn(db), pool_size=4, recheck_seconds=60), raise_server_exceptions=False) as c:
         yield c
 
 
@@ -211,6 +214,21 @@ def test_paths_and_parameters_are_case_insensitive(client: TestClient) -> None:
 
 # --- caching -----------------------------------------------------------------------------------
 
+def announce_run(sql: psycopg.Connection, run_id: str) -> None:
+    """What a swap changes, and how it tells the service: catalog_info and the NOTIFY, in one transaction."""
+    with sql.transaction():
+        sql.execute("UPDATE vehicles.catalog_info SET run_id = %s", (run_id,))
+        release_channel.announce(sql, "sample", run_id)
+
+
+def until(check: Any, seconds: float = 10.0) -> Any:
+    deadline = time.monotonic() + seconds
+    while not (result := check()):
+        assert time.monotonic() < deadline, "not within the deadline"
+        time.sleep(0.01)
+    return result
+
+
 def test_version_header_etag_and_304_until_the_release_changes(client: TestClient, sql: psycopg.Connection) -> None:
     path = f"DecodeVinValues/{VIN}"
     r = get(client, path, format="json")
@@ -221,12 +239,15 @@ def test_version_header_etag_and_304_until_the_release_changes(client: TestClien
     again = client.get(f"/api/vehicles/{path}", params={"format": "json"}, headers={"If-None-Match": etag})
     assert again.status_code == 304 and again.content == b"" and again.headers["ETag"] == etag
     try:
-        sql.execute("UPDATE vehicles.catalog_info SET run_id = 'next-run'")  # what a swap changes
-        after = client.get(f"/api/vehicles/{path}", params={"format": "json"}, headers={"If-None-Match": etag})
-        assert after.status_code == 200 and after.headers["ETag"] != etag
+        announce_run(sql, "next-run")
+        # The client fixture re-checks only every 60 s: the notification is what makes this change.
+        after = until(lambda: (a := client.get(f"/api/vehicles/{path}", params={"format": "json"},
+                                               headers={"If-None-Match": etag})).status_code == 200 and a)
+        assert after.headers["ETag"] != etag
         assert after.headers["X-Vpic-Data-Version"] == "sample; run=next-run"
     finally:
-        sql.execute("UPDATE vehicles.catalog_info SET run_id = %s", (RUN_ID,))
+        announce_run(sql, RUN_ID)
+        until(lambda: get(client, path, format="json").headers["X-Vpic-Data-Version"] == f"sample; run={RUN_ID}")
     d = get(client, "dropdown/makes", model_year=2020)
     assert client.get("/api/vehicles/dropdown/makes?model_year=2020",
                       headers={"If-None-Match": d.headers["ETag"]}).status_code == 304
@@ -363,22 +384,25 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-@pytest.fixture(scope="module")
-def server(db: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """`vehicle-etl serve` as a user starts it: a process on loopback, configured by MVP_PLATFORM_DB_*;
-    stopped by its PID."""
-    tmp = tmp_path_factory.mktemp("serve")
+def serve_env(db: str, tmp: Path, **extra: str) -> dict[str, str]:
     info = psycopg.conninfo.conninfo_to_dict(TEST_PG)
+    return os.environ | {"MVP_PLATFORM_DB_HOST": str(info.get("host", "127.0.0.1")),
+                         "MVP_PLATFORM_DB_PORT": str(info.get("port", "5432")), "MVP_PLATFORM_DB_NAME": db,
+                         "MVP_PLATFORM_DB_USER": str(info.get("user", "postgres")),
+                         "MVP_PLATFORM_DB_PASSWORD": str(info.get("password", "")), "VEHICLE_ETL_HOME": str(tmp),
+                         "VEHICLE_ETL_MARKER_DIR": str(tmp / "markers")} | extra
+
+
+@contextlib.contextmanager
+def serving(db: str, tmp: Path, **extra: str) -> Iterator[str]:
+    """`vehicle-etl serve` as a user starts it: a process on loopback, configured by MVP_PLATFORM_DB_*
+    (and `extra` settings); stopped by its PID."""
     port = free_port()
-    env = os.environ | {"MVP_PLATFORM_DB_HOST": str(info.get("host", "127.0.0.1")),
-                        "MVP_PLATFORM_DB_PORT": str(info.get("port", "5432")), "MVP_PLATFORM_DB_NAME": db,
-                        "MVP_PLATFORM_DB_USER": str(info.get("user", "postgres")),
-                        "MVP_PLATFORM_DB_PASSWORD": str(info.get("password", "")), "VEHICLE_ETL_HOME": str(tmp)}
     exe = Path(sys.executable).with_name("vehicle-etl")
     log_path = tmp / f"serve-{uuid.uuid4().hex[:6]}.log"
     with log_path.open("wb") as log:
-        proc = subprocess.Popen([str(exe), "serve", "--port", str(port)], env=env, stdout=log,
-                                stderr=subprocess.STDOUT)
+        proc = subprocess.Popen([str(exe), "serve", "--port", str(port)], env=serve_env(db, tmp, **extra),
+                                stdout=log, stderr=subprocess.STDOUT)
         base = f"http://127.0.0.1:{port}"
         try:
             deadline = time.monotonic() + 30
@@ -399,6 +423,12 @@ def server(db: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait()
+
+
+@pytest.fixture(scope="module")
+def server(db: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    with serving(db, tmp_path_factory.mktemp("serve")) as base:
+        yield base
 
 
 def test_server_process(server: str) -> None:
@@ -442,3 +472,149 @@ def test_schemathesis_finds_no_server_error(server: str) -> None:
         check()
     assert operations >= 25
     assert not failures, failures[:10]
+
+
+# --- the answer cache: bounded, per release, invalidated by the swap's NOTIFY -------------------
+
+@contextlib.contextmanager
+def make_locked(db: str) -> Iterator[None]:
+    """vehicles.make locked against every reader: a request that reads the database waits."""
+    with psycopg.connect(dsn(db), autocommit=True) as conn, conn.transaction():
+        conn.execute("LOCK TABLE vehicles.make IN ACCESS EXCLUSIVE MODE")
+        yield
+
+
+def answered_without_the_database(url: str) -> bool:
+    """Under make_locked: True when answered at once (from the cache), False when the read waited."""
+    try:
+        r = httpx.get(url, timeout=3.0)
+    except httpx.ReadTimeout:
+        return False
+    assert r.status_code == 200, r.text
+    return True
+
+
+def test_cache_answers_repeats_without_the_database_and_keeps_at_most_its_bound(
+        db: str, tmp_path: Path) -> None:
+    """A server keeping 2 answers: repeats come from the cache (the database is locked and they
+    still answer), the least recently used third is evicted (it waits for the database again)."""
+    with serving(db, tmp_path, VPIC_API_CACHE_ENTRIES="2") as base:
+        p1, p2, p3 = (f"{base}/api/vehicles/{p}" for p in (
+            "GetModelsForMakeId/441?format=json", "GetAllMakes?format=json", "GetModelsForMake/tesla?format=json"))
+        first = {p: httpx.get(p) for p in (p1, p2)}
+        with make_locked(db):
+            assert answered_without_the_database(p1) and answered_without_the_database(p2)
+            assert httpx.get(p1).content == first[p1].content
+            assert {k: v for k, v in httpx.get(p2).headers.items() if k != "date"} == {
+                k: v for k, v in first[p2].headers.items() if k != "date"}
+            assert not answered_without_the_database(p3)  # never asked: read from the (locked) database
+        until(lambda: httpx.get(p3).status_code == 200)  # now kept; p1 (least recently used) evicted
+        with make_locked(db):
+            assert answered_without_the_database(p3) and answered_without_the_database(p2)
+            assert not answered_without_the_database(p1)
+        # the ETag of a kept answer still gives 304
+        assert httpx.get(p2, headers={"If-None-Match": first[p2].headers["ETag"]}).status_code == 304
+
+
+def test_answer_cache_bound_in_bytes() -> None:
+    from vehicle_etl.vpic_api.answer_cache import Answer, AnswerCache
+    from vehicle_etl.vpic_api.catalog import Version
+
+    v = Version("r", "run", None)
+    cache = AnswerCache(max_bytes=64 * 1024)
+    cache.learn(v)
+    for i in range(100):
+        cache.offer((f"/p/{i}".encode(), b""), Answer(v, b"x" * 2000, [], "e", []), cache.generation)
+    assert cache.size <= 64 * 1024 and 20 < len(cache) < 32 and cache.evictions == 100 - len(cache)
+    assert cache.get((b"/p/99", b"")) is not None and cache.get((b"/p/0", b"")) is None
+    cache.offer((b"/big", b""), Answer(v, b"x" * 9000, [], "e", []), cache.generation)  # > an eighth: not kept
+    assert cache.get((b"/big", b"")) is None
+    # an answer read from another release while the server learned something is never kept
+    cache.offer((b"/other", b""), Answer(Version("s", "run2", None), b"y", [], "e", []), cache.generation - 1)
+    assert cache.version == v and cache.get((b"/other", b"")) is None
+    assert cache.learn(Version("s", "run2", None)) and len(cache) == 0 and cache.size == 0
+
+
+@pytest.fixture
+def two_releases(sample_url: str, tmp_path: Path) -> Iterator[str]:
+    """A database with release sample-a as previous and sample-b live; B's make 441 is 'Tesla B'."""
+    from vehicle_etl import history, load, swap
+    from vehicle_etl.sources import open_source
+
+    name = create_database("vetl_api_swap")
+    try:
+        build_catalog(name, sample_url)
+        with psycopg.connect(dsn(name), autocommit=True) as conn:
+            ensure_reader_role(conn)
+            history.ensure_schema(conn)
+            conn.execute("INSERT INTO vehicles.catalog_info (release, source, run_id) "
+                         "VALUES ('sample-a', 't', 'run-a')")
+            load.prepare_staging(conn)
+            load.extract_load(open_source(sample_url), dsn(name), 20000)
+            load.repair(conn)
+            load.derive(conn)
+            load.build_keys(conn)
+            conn.execute("UPDATE vehicles_staging.make SET make_name = make_name || ' B' WHERE make_id = 441")
+            swap.promote(conn, in_transaction=lambda c: c.execute(
+                "INSERT INTO vehicles.catalog_info (release, source, run_id) VALUES ('sample-b', 't', 'run-b')"))
+            # (not ensure_reader_role again: it revokes the reader's rights on vehicles_previous,
+            # which the rollbacks below make live again)
+        yield name
+    finally:
+        drop_database(name)
+
+
+def test_a_swap_reaches_the_running_service_by_notify_and_no_answer_mixes_releases(
+        two_releases: str, tmp_path: Path) -> None:
+    """Clients hammer kept answers while `vehicle-etl rollback` (the pipeline's swap, with its
+    NOTIFY) flips the live release twice. The service re-checks only every 600 s, so only the
+    notification can tell it. Every answer's body is the release its header names; once a swap has
+    committed, the new release is served within the notification's delivery and never the old again."""
+    db = two_releases
+    want = {"sample-a": "TESLA", "sample-b": "TESLA B"}
+    with serving(db, tmp_path, VPIC_API_RECHECK_SECONDS="600") as base:
+        paths = [f"{base}/api/vehicles/GetModelsForMakeId/441?format=json",
+                 f"{base}/api/vehicles/GetAllMakes?format=json"]
+        seen: list[tuple[float, float, str, str]] = []  # started, ended, release in the header, make 441 in the body
+        stop = threading.Event()
+
+        def hammer() -> None:
+            with httpx.Client(timeout=10) as c:
+                while not stop.is_set():
+                    for p in paths:
+                        t0 = time.monotonic()
+                        r = c.get(p)
+                        assert r.status_code == 200, r.text
+                        name = next(x["Make_Name"] for x in r.json()["Results"] if x["Make_ID"] == 441)
+                        seen.append((t0, time.monotonic(), r.headers["X-Vpic-Data-Version"].split(";")[0], name))
+
+        for p in paths:
+            assert httpx.get(p).headers["X-Vpic-Data-Version"] == "sample-b; run=run-b"
+        threads = [threading.Thread(target=hammer) for _ in range(3)]
+        for t in threads:
+            t.start()
+        swaps: list[tuple[float, float, str]] = []  # rollback started, rollback committed (returned), release
+        try:
+            time.sleep(0.5)
+            for release in ("sample-a", "sample-b"):
+                started = time.monotonic()
+                out = subprocess.run([str(Path(sys.executable).with_name("vehicle-etl")), "rollback"],
+                                     env=serve_env(db, tmp_path), capture_output=True, text=True, timeout=120)
+                assert out.returncode == 0, out.stdout + out.stderr
+                swaps.append((started, time.monotonic(), release))  # the swap has committed
+                time.sleep(2.5)
+        finally:
+            stop.set()
+            for t in threads:
+                t.join()
+        assert len(seen) > 100
+        assert all(want[rel] == name for _, _, rel, name in seen), "an answer mixed two releases"
+        releases = [rel for _, _, rel, _ in seen]
+        assert {"sample-a", "sample-b"} <= set(releases)
+        for i, (_, committed, release) in enumerate(swaps):
+            until_next = swaps[i + 1][0] if i + 1 < len(swaps) else float("inf")  # the next rollback began
+            after = [(t0, t1, rel) for t0, t1, rel, _ in seen if committed + 1.0 < t0 < until_next]
+            assert after and all(rel == release for _, _, rel in after), f"old release served after {release}"
+            # never back to the old release once a client got the new one
+            first_new = min(t1 for t0, t1, rel, _ in seen if rel == release and t0 > swaps[i][0])
+            assert all(rel == release for t0, _, rel, _ in seen if first_new < t0 < until_next)

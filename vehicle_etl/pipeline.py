@@ -36,6 +36,7 @@ from vehicle_etl.errors import ConcurrentRunError, EtlError, SourceError
 from vehicle_etl.platform_db import connect, schema_exists, sibling, table_counts
 from vehicle_etl.sources import Source, open_source, url_from_airflow_connection
 from vehicle_etl.spec import DERIVED_TABLES, LOADED_TABLES, TABLES
+from vehicle_etl.vpic_api import release_channel
 
 log = logging.getLogger(__name__)
 
@@ -382,6 +383,7 @@ def swap_step(settings: Settings, run_id: str, ref: SourceRef) -> float:
 
         def record(c: psycopg.Connection) -> None:
             history.update_run(c, run_id, status="success")
+            release_channel.announce(c, ref.release or releases.UNKNOWN, run_id)  # `serve` learns it at commit
 
         return swap.promote(conn, settings.swap_lock_timeout_ms, in_transaction=record, run_id=run_id,
                             grace_s=settings.detach_grace_s)
@@ -467,6 +469,7 @@ def rollback(settings: Settings) -> dict[str, Any]:
 
         def record(c: psycopg.Connection) -> None:
             history.update_run(c, run_id, status="rolled_back")
+            release_channel.announce(c, prev[0] if prev else None, run_id)  # `serve` learns it at commit
 
         try:
             seconds = swap.rollback(conn, settings.swap_lock_timeout_ms, in_transaction=record)

@@ -25,7 +25,9 @@ from fastapi.responses import JSONResponse, Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from vehicle_etl.vpic_api import formats as f
+from vehicle_etl.vpic_api.answer_cache import Answer, AnswerCache
 from vehicle_etl.vpic_api.catalog import Catalog, CatalogUnavailable, Version
+from vehicle_etl.vpic_api.release_watch import ReleaseWatch
 
 log = logging.getLogger(__name__)
 
@@ -37,6 +39,7 @@ MAX_TEXT = 100          # characters of a name or VIN parameter
 CACHE_CONTROL = "public, no-cache"  # store, but revalidate: the ETag changes with the release
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 INT4 = 2_147_483_647
+CACHE_KEY = "vpic_api.cache"  # scope entry: (cache key, cache generation when the request began)
 
 
 class BadRequest(Exception):
@@ -51,9 +54,10 @@ class NhtsaRequests:
     """Pure ASGI middleware: rejects oversized or control-character requests with a clear 4xx
     before any routing, and maps path and query names case-insensitively to the canonical ones."""
 
-    def __init__(self, app: ASGIApp, names: dict[str, str]) -> None:
+    def __init__(self, app: ASGIApp, names: dict[str, str], cache: AnswerCache) -> None:
         self.app = app
         self.names = names
+        self.cache = cache
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -78,6 +82,9 @@ class NhtsaRequests:
         if length is not None and (not length.isdigit() or int(length) > MAX_BODY):
             await _plain(send, 413, f"request body larger than {MAX_BODY} bytes")
             return
+        if scope["method"] == "GET" and self.cache.enabled:
+            # The route offers its answer to the cache under the request as it came (VpicApp).
+            scope[CACHE_KEY] = ((raw_path, qs), self.cache.generation)
         await self.app(scope, _limited(receive), send)
 
     def _canonical(self, path: str) -> str:
@@ -107,6 +114,42 @@ def _limited(receive: Receive) -> Receive:
         return message
 
     return wrapped
+
+
+class VpicApp(FastAPI):
+    """FastAPI, with kept answers sent before any middleware, routing or validation runs.
+
+    The cache key is the request as it came: the raw path and query string. An entry exists only
+    for a GET that passed NhtsaRequests' checks and got a 200 from its route, and those checks read
+    nothing but the path, the query and Content-Length; so a request with the same bytes and no
+    body gets the same answer. (Another spelling of the same question, e.g. other letter case, is
+    another entry.)"""
+
+    answers: AnswerCache
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["method"] == "GET" and self.answers.version is not None:
+            answer = self.answers.get((scope.get("raw_path") or scope["path"].encode(), scope["query_string"]))
+            if answer is not None:
+                inm = None
+                for name, value in scope["headers"]:
+                    if name == b"if-none-match":
+                        inm = value
+                    elif name == b"content-length" and value != b"0":
+                        break  # a GET with a body: through the checks (413 when too large)
+                else:
+                    await _cached(send, answer, inm)
+                    return
+        await super().__call__(scope, receive, send)
+
+
+async def _cached(send: Send, answer: Answer, if_none_match: bytes | None) -> None:
+    if if_none_match is not None and _matches(if_none_match.decode("latin-1"), answer.etag):
+        await send({"type": "http.response.start", "status": 304, "headers": answer.not_modified})
+        await send({"type": "http.response.body", "body": b""})
+        return
+    await send({"type": "http.response.start", "status": 200, "headers": answer.headers})
+    await send({"type": "http.response.body", "body": answer.body})
 
 
 async def _plain(send: Send, status: int, message: str) -> None:
@@ -170,26 +213,72 @@ def _id_or_like(text: str) -> tuple[int | None, str | None]:
 
 
 class Catalogs:
-    """Where the routes find the catalog the lifespan opened (one per application)."""
+    """Where the routes find the catalog the lifespan opened and the answers kept (one per application)."""
 
     catalog: Catalog
+    cache: AnswerCache
+    watch: ReleaseWatch | None = None
+
+    async def not_modified(self, request: Request, fmt: str) -> Response | None:
+        """304 when If-None-Match names this answer of the live release; the release as the
+        server knows it, or (unknown: no cache, watcher down) as the database says."""
+        inm = request.headers.get("if-none-match")
+        if not inm:
+            return None
+        version = self.cache.version or await self.catalog.version()
+        etag = _etag(version, request, fmt)
+        return Response(status_code=304, headers=_headers(version, etag)) if _matches(inm, etag) else None
+
+    def keep(self, request: Request, version: Version, response: Response) -> Response:
+        """Offer a fresh answer (one read, one release) to the cache; returns it unchanged."""
+        noted = request.scope.get(CACHE_KEY)
+        if noted is not None and response.status_code == 200:
+            key, generation = noted
+            etag = response.headers["etag"]
+            self.cache.offer(key, Answer(version, bytes(response.body), list(response.raw_headers), etag,
+                                         _raw(_headers(version, etag))), generation)
+        return response
+
+    def unavailable(self, exc: CatalogUnavailable) -> None:
+        if exc.doubt:
+            self.cache.learn(None)  # the watcher re-reads the release within its retry interval
 
 
-def create_app(conninfo: str | Callable[[], str], *, pool_size: int | None = None) -> FastAPI:
-    """The application over the catalog at `conninfo` (a string, or a callable resolved at startup)."""
+def _raw(headers: dict[str, str]) -> list[tuple[bytes, bytes]]:
+    return [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in headers.items()]
+
+
+def create_app(conninfo: str | Callable[[], str], *, pool_size: int | None = None, cache_mb: float | None = None,
+               cache_entries: int | None = None, recheck_seconds: float | None = None) -> VpicApp:
+    """The application over the catalog at `conninfo` (a string, or a callable resolved at startup).
+
+    The answer cache (answer_cache.py) holds up to `cache_mb` MiB and `cache_entries` answers of the
+    live release (VPIC_API_CACHE_MB, default 64, 0 turns it off; VPIC_API_CACHE_ENTRIES, default
+    50,000); the release watcher re-reads the live release every `recheck_seconds` without a swap
+    notification (VPIC_API_RECHECK_SECONDS, default 5)."""
     size = pool_size or int(os.environ.get("VPIC_API_POOL_SIZE", "10"))
+    mb = cache_mb if cache_mb is not None else float(os.environ.get("VPIC_API_CACHE_MB", "64"))
+    entries = cache_entries or int(os.environ.get("VPIC_API_CACHE_ENTRIES", "50000"))
+    recheck = recheck_seconds or float(os.environ.get("VPIC_API_RECHECK_SECONDS", "5"))
     state = Catalogs()
+    state.cache = AnswerCache(int(mb * 1024 * 1024), entries)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):  # type: ignore[no-untyped-def]
-        state.catalog = Catalog(conninfo() if callable(conninfo) else conninfo, max_size=size)
+        info = conninfo() if callable(conninfo) else conninfo
+        state.catalog = Catalog(info, max_size=size)
         await state.catalog.open()
+        if state.cache.enabled:
+            state.watch = ReleaseWatch(info, state.cache, recheck=recheck)
+            state.watch.start()
         try:
             yield
         finally:
+            if state.watch is not None:
+                await state.watch.stop()
             await state.catalog.close()
 
-    app = FastAPI(
+    app = VpicApp(
         title="MVP Platform vehicle catalog (NHTSA vPIC API, local)",
         version="1",
         description="NHTSA's vPIC REST API served from the platform database's live catalog, and the "
@@ -200,16 +289,14 @@ def create_app(conninfo: str | Callable[[], str], *, pool_size: int | None = Non
                    build: Callable[[list[list[dict[str, Any]]]], dict[str, Any]], item: str,
                    cacheable: bool = True) -> Response:
         fmt = _fmt(fmt_value)
-        inm = request.headers.get("if-none-match")
-        if cacheable and inm:
-            version = await state.catalog.version()
-            etag = _etag(version, request, fmt)
-            if _matches(inm, etag):
-                return Response(status_code=304, headers=_headers(version, etag))
+        if cacheable and (unchanged := await state.not_modified(request, fmt)) is not None:
+            return unchanged
         version, texts = await state.catalog.read(statements)
         data, media = f.render(build([json.loads(t) for t in texts]), fmt, item)
-        etag = _etag(version, request, fmt) if cacheable else None
-        return Response(data, media_type=media, headers=_headers(version, etag))
+        if not cacheable:
+            return Response(data, media_type=media, headers=_headers(version, None))
+        response = Response(data, media_type=media, headers=_headers(version, _etag(version, request, fmt)))
+        return state.keep(request, version, response)
 
     @app.exception_handler(BadRequest)
     async def bad_request(request: Request, exc: BadRequest) -> Response:
@@ -224,6 +311,7 @@ def create_app(conninfo: str | Callable[[], str], *, pool_size: int | None = Non
     @app.exception_handler(CatalogUnavailable)
     async def unavailable(request: Request, exc: CatalogUnavailable) -> Response:
         log.warning("catalog unavailable: %s", exc)
+        state.unavailable(exc)
         return JSONResponse(f.envelope([], f"the vehicle catalog is unavailable: {exc}", None, 0),
                             status_code=503, headers={"Retry-After": "5"})
 
@@ -231,7 +319,8 @@ def create_app(conninfo: str | Callable[[], str], *, pool_size: int | None = Non
     _app_routes(app, state)
     names = {r.path.split("/")[3].lower(): r.path.split("/")[3]  # type: ignore[attr-defined]
              for r in app.routes if getattr(r, "path", "").startswith(PREFIX + "/")}
-    app.add_middleware(NhtsaRequests, names=names)
+    app.add_middleware(NhtsaRequests, names=names, cache=state.cache)
+    app.answers = state.cache
     return app
 
 
@@ -496,15 +585,11 @@ def _app_routes(app: FastAPI, state: Catalogs) -> None:
     tags = ["MVP Platform app"]
 
     async def rows(request: Request, name: str, params: dict[str, Any]) -> Response:
-        inm = request.headers.get("if-none-match")
-        if inm:
-            version = await state.catalog.version()
-            etag = _etag(version, request, "json")
-            if _matches(inm, etag):
-                return Response(status_code=304, headers=_headers(version, etag))
+        if (unchanged := await state.not_modified(request, "json")) is not None:
+            return unchanged
         version, texts = await state.catalog.read([(name, params)])
-        return Response(texts[0].encode(), media_type=f.MEDIA_TYPES["json"],
-                        headers=_headers(version, _etag(version, request, "json")))
+        return state.keep(request, version, Response(texts[0].encode(), media_type=f.MEDIA_TYPES["json"],
+                                                     headers=_headers(version, _etag(version, request, "json"))))
 
     @app.get(PREFIX + "/dropdown/makes", tags=tags, summary="vehicles.dropdown_makes")
     async def makes(request: Request, model_year: OptYear = None, all_types: bool = False) -> Response:
@@ -527,6 +612,7 @@ def _app_routes(app: FastAPI, state: Catalogs) -> None:
         try:
             version = await state.catalog.version()
         except CatalogUnavailable as exc:
+            state.unavailable(exc)
             return JSONResponse({"status": "unavailable", "database": "unreachable", "release": None,
                                  "run_id": None, "built_at": None, "error": str(exc)}, status_code=503)
         body = {"status": "ok" if version.release else "no live catalog", "database": "reachable",

@@ -52,7 +52,14 @@ class Version:
 
 
 class CatalogUnavailable(Exception):
-    """The platform database cannot be reached or read (the service answers 503)."""
+    """The platform database cannot be reached or read (the service answers 503).
+
+    `doubt`: the failure says something about the database (connection lost, no live catalog,
+    rights changed), so the release the service knows is in doubt; a full pool does not."""
+
+    def __init__(self, message: str, *, doubt: bool = True) -> None:
+        super().__init__(message)
+        self.doubt = doubt
 
 
 class Catalog:
@@ -80,7 +87,8 @@ class Catalog:
             try:
                 before, results, after = await self._read_once(statements)
             except (psycopg.OperationalError, psycopg.errors.InsufficientPrivilege, TimeoutError) as exc:
-                raise CatalogUnavailable(str(exc).strip().splitlines()[0] if str(exc) else type(exc).__name__) from exc
+                raise CatalogUnavailable(str(exc).strip().splitlines()[0] if str(exc) else type(exc).__name__,
+                                         doubt=not isinstance(exc, TimeoutError)) from exc
             except psycopg.errors.UndefinedTable as exc:
                 raise CatalogUnavailable(f"no live catalog: {exc}".splitlines()[0]) from exc
             if before == after:
@@ -93,8 +101,7 @@ class Catalog:
         async with self.pool.connection() as conn:
             # On an error the pool rolls back (or discards) the connection when it is returned.
             async with conn.pipeline():
-                await conn.execute("BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY")
-                await conn.execute(f"SET LOCAL ROLE {READER_ROLE}")
+                await _begin(conn)
                 v1 = await conn.execute(query("version"))
                 curs = []
                 for name, params in statements:
@@ -105,6 +112,21 @@ class Catalog:
             results = [(await c.fetchone())[0] for c in curs]  # type: ignore[index]
             after = _version(await v2.fetchone())
         return before, results, after
+
+
+async def _begin(conn: psycopg.AsyncConnection[Any]) -> None:
+    await conn.execute("BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+    await conn.execute(f"SET LOCAL ROLE {READER_ROLE}")
+
+
+async def live_version(conn: psycopg.AsyncConnection[Any]) -> Version:
+    """The live release read on `conn` (an autocommit connection outside the pool: the release
+    watcher's), as the reader role, exactly as a request reads it."""
+    async with conn.pipeline():
+        await _begin(conn)
+        cur = await conn.execute(query("version"))
+        await conn.execute("COMMIT")
+    return _version(await cur.fetchone())
 
 
 def _version(row: Any) -> Version:
