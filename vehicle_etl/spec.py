@@ -117,7 +117,7 @@ DERIVED_TABLES = (
     "model_year", "dropdown_make",                                         # 15_model_year.sql
     "decode_key",                                                          # 20_decode_key.sql
     "decode_element", "decode_schema_key", "decode_schema_chars",          # 25_decode_support.sql
-    "decode_wmi", "decode_error_code", "decode_template",
+    "decode_wmi", "decode_error_code", "decode_template", "decode_wmi_year_chars", "decode_default",
     "model_trim_option", "model_engine_option", "model_transmission_option",  # 30_dropdown_options.sql
 )
 

@@ -81,9 +81,10 @@ LEFT JOIN (  -- grouped once, not per WMI: no indexes exist yet while deriving
 ) sm ON sm.wmi_id = w.wmi_id;
 CREATE UNIQUE INDEX decode_wmi_wmi_idx ON decode_wmi (wmi);
 
--- NHTSA's ErrorCode table is not in the snapshot: names and weights as NHTSA publishes them
--- (texts of 9 and 12 and the split of the -100..-300 weights over 2-5 are our best knowledge;
--- docs/DECODER.md). Weights order the passes only.
+-- Error code names and weights: the release's ErrorCode table where it has a row (NHTSA's complete
+-- release), else these embedded ones as NHTSA publishes them (the snapshots lack the table; texts of
+-- 9 and 12 and the split of the -100..-300 weights over 2-5 are our best knowledge; docs/DECODER.md).
+-- Weights order the passes only.
 CREATE TABLE decode_error_code (
     id      integer PRIMARY KEY,
     name    text    NOT NULL,
@@ -108,6 +109,62 @@ INSERT INTO decode_error_code VALUES
  (12,  '12 - Model Year input does not match the Model Year decoded from the VIN. Decoded data may not be accurate.', -20, NULL),
  (14,  '14 - Unable to provide information for some of the characters in the VIN, based on the manufacturer submission.', -30, NULL),
  (400, '400 - Invalid Characters Present', -40, NULL);
+-- The release's rows win, per code (a code the release lacks keeps the embedded row). ErrorText
+-- prints "<id> - <name>": a release name without that prefix gets it.
+UPDATE decode_error_code d
+SET name = CASE WHEN e.error_code_name ~ ('^' || e.error_code_id || '\s*-') THEN e.error_code_name
+                ELSE e.error_code_id || ' - ' || e.error_code_name END,
+    weight = coalesce(e.weight, d.weight),
+    additional_text = coalesce(e.additional_error_text, d.additional_text)
+FROM error_code e
+WHERE e.error_code_id = d.id AND e.error_code_name <> '';
+INSERT INTO decode_error_code
+SELECT e.error_code_id,
+       CASE WHEN e.error_code_name ~ ('^' || e.error_code_id || '\s*-') THEN e.error_code_name
+            ELSE e.error_code_id || ' - ' || e.error_code_name END,
+       coalesce(e.weight, 0), e.additional_error_text
+FROM error_code e
+WHERE e.error_code_name <> '' AND NOT EXISTS (SELECT 1 FROM decode_error_code d WHERE d.id = e.error_code_id);
+
+-- NHTSA's valid-character cache (WMIYearValidChars), where the release has it: per WMI and model
+-- year the characters VIN positions 4-14 admit, as bitmasks like decode_schema_chars (masks[i] is
+-- position i + 3). A (WMI, year) it lists replaces the schema-derived characters for codes 2-5 and
+-- the suggestions (spVinDecode_ErrorCode reads the cache first and derives only when it has no row
+-- for the WMI and year); WMIs in WMIYearValidChars_CacheExceptions are left to the derivation.
+CREATE TABLE decode_wmi_year_chars AS
+SELECT c.wmi, c.year,
+       ARRAY[
+             coalesce(max(c.m) FILTER (WHERE c.position = 4), 0), coalesce(max(c.m) FILTER (WHERE c.position = 5), 0),
+             coalesce(max(c.m) FILTER (WHERE c.position = 6), 0), coalesce(max(c.m) FILTER (WHERE c.position = 7), 0),
+             coalesce(max(c.m) FILTER (WHERE c.position = 8), 0), coalesce(max(c.m) FILTER (WHERE c.position = 9), 0),
+             coalesce(max(c.m) FILTER (WHERE c.position = 10), 0), coalesce(max(c.m) FILTER (WHERE c.position = 11), 0),
+             coalesce(max(c.m) FILTER (WHERE c.position = 12), 0), coalesce(max(c.m) FILTER (WHERE c.position = 13), 0),
+             coalesce(max(c.m) FILTER (WHERE c.position = 14), 0)] AS masks
+FROM (
+    SELECT upper(trim(v.wmi)) AS wmi, v.year, v.position,
+           bit_or(1::bigint << (strpos('0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ', upper(v.valid_char)) - 1)) AS m
+    FROM wmi_year_valid_chars v
+    WHERE v.position BETWEEN 4 AND 14 AND length(v.valid_char) = 1
+      AND strpos('0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ', upper(v.valid_char)) > 0
+      AND NOT EXISTS (SELECT 1 FROM wmi_year_valid_chars_exception x WHERE upper(trim(x.wmi)) = upper(trim(v.wmi)))
+    GROUP BY upper(trim(v.wmi)), v.year, v.position
+) c
+GROUP BY c.wmi, c.year;
+ALTER TABLE decode_wmi_year_chars ADD PRIMARY KEY (wmi, year);
+
+-- DefaultValue: per vehicle type, the value an element prints when nothing else filled it (the
+-- source of most "Not Applicable" answers). A numeric default of a lookup element is a lookup id
+-- (printed as its name); any other default prints as written.
+CREATE TABLE decode_default AS
+SELECT dv.vehicle_type_id, dv.element_id, min(trim(dv.default_value)) AS attribute_id,
+       CASE WHEN de.lookup_mode IN ('lookup', 'model') AND min(trim(dv.default_value)) ~ '^[0-9]{1,9}$' THEN NULL
+            ELSE min(trim(dv.default_value)) END AS val
+FROM default_value dv
+JOIN decode_element de ON de.element_id = dv.element_id
+WHERE de.output AND de.code IS NOT NULL AND dv.element_id NOT IN (26, 27, 28, 29, 39)
+  AND coalesce(trim(dv.default_value), '') <> ''
+GROUP BY dv.vehicle_type_id, dv.element_id, de.lookup_mode;
+ALTER TABLE decode_default ADD PRIMARY KEY (vehicle_type_id, element_id);
 
 -- The flat DecodeVinValues object with every output key empty; a decode overlays its values.
 CREATE TABLE decode_template AS

@@ -229,6 +229,13 @@ BEGIN
             WHERE decode_vin_pass.model_year IS NOT NULL
             UNION ALL
             SELECT element_id, val, val, 'Conversion', NULL FROM conv
+            UNION ALL
+            -- DefaultValue: per vehicle type, elements nothing above filled (after conversions)
+            SELECT dd.element_id, dd.attribute_id, dd.val, 'Default', NULL
+            FROM {{schema}}.decode_default dd
+            WHERE dd.vehicle_type_id = w.vehicle_type_id
+              AND dd.element_id NOT IN (SELECT element_id FROM win)
+              AND dd.element_id NOT IN (SELECT element_id FROM conv)
         ), printed AS (
             SELECT de.element_id, de.code, de.output, de.weight,
                    bool_or(coalesce(i.val, i.attribute_id, '') <> '') AS filled,
@@ -255,15 +262,19 @@ BEGIN
             (SELECT attribute_id FROM model) AS model_attr,
             (SELECT attribute_id FROM items WHERE element_id = 26 LIMIT 1) AS make_attr,
             (SELECT attribute_id FROM win WHERE element_id = 5 LIMIT 1) AS body_attr,
-            -- codes 2-5: the characters the WMI's schemas for this year use per position
-            -- (NHTSA's fallback for the missing WMIYearValidChars cache: every key, hidden schemas too)
-            (SELECT ARRAY[bit_or(sc.masks[1]), bit_or(sc.masks[2]), bit_or(sc.masks[3]), bit_or(sc.masks[4]),
-                          bit_or(sc.masks[5]), bit_or(sc.masks[6]), bit_or(sc.masks[7]), bit_or(sc.masks[8]),
-                          bit_or(sc.masks[9]), bit_or(sc.masks[10]), bit_or(sc.masks[11])]
-             FROM {{schema}}.wmi_vin_schema ws
-             JOIN {{schema}}.decode_schema_chars sc ON sc.vin_schema_id = ws.vin_schema_id
-             WHERE ws.wmi_id = public_wmi_id
-               AND decode_vin_pass.model_year BETWEEN ws.year_from AND coalesce(ws.year_to, 2999)) AS vc_m,
+            -- codes 2-5: the release's WMIYearValidChars cache for this WMI and year when it has
+            -- one (decode_wmi_year_chars), else the characters the WMI's schemas for this year use
+            -- per position (NHTSA's derivation: every key, hidden schemas too)
+            coalesce(
+                (SELECT yc.masks FROM {{schema}}.decode_wmi_year_chars yc
+                 WHERE yc.wmi = decode_vin_pass.wmi AND yc.year = decode_vin_pass.model_year),
+                (SELECT ARRAY[bit_or(sc.masks[1]), bit_or(sc.masks[2]), bit_or(sc.masks[3]), bit_or(sc.masks[4]),
+                              bit_or(sc.masks[5]), bit_or(sc.masks[6]), bit_or(sc.masks[7]), bit_or(sc.masks[8]),
+                              bit_or(sc.masks[9]), bit_or(sc.masks[10]), bit_or(sc.masks[11])]
+                 FROM {{schema}}.wmi_vin_schema ws
+                 JOIN {{schema}}.decode_schema_chars sc ON sc.vin_schema_id = ws.vin_schema_id
+                 WHERE ws.wmi_id = public_wmi_id
+                   AND decode_vin_pass.model_year BETWEEN ws.year_from AND coalesce(ws.year_to, 2999))) AS vc_m,
             -- code 14: positions 4-8 and 11 that no winning key pins to the VIN's character
             (SELECT coalesce(string_agg(q.pos::text, ',' ORDER BY q.pos), '')
              FROM unnest(ARRAY[4, 5, 6, 7, 8, 11]) q(pos)
@@ -358,7 +369,10 @@ BEGIN
 
     IF length(vin) < 17 THEN
         rc := rc || ' 6 ';
-    ELSIF substr(vin, 9, 1) <> {{schema}}.vin_check_digit(vin, coalesce(w.car_lt, false)) THEN
+    ELSIF substr(vin, 9, 1) <> {{schema}}.vin_check_digit(vin, coalesce(w.car_lt, false))
+          -- VinException: NHTSA accepts these VINs' check digits
+          AND NOT EXISTS (SELECT 1 FROM {{schema}}.vin_exception ve
+                          WHERE ve.vin = decode_vin_pass.vin AND ve.check_digit) THEN
         rc := rc || ' 1 ';
     END IF;
 
@@ -646,6 +660,13 @@ BEGIN
         FROM ps s WHERE s.public_wmi_id IS NOT NULL AND s.my IS NOT NULL
         UNION ALL
         SELECT c.pid, c.element_id, c.val, c.val, 'Conversion', NULL FROM conv c
+        UNION ALL
+        SELECT s.pid, dd.element_id, dd.attribute_id, dd.val, 'Default', NULL
+        FROM ps s
+        JOIN {{schema}}.decode_default dd ON dd.vehicle_type_id = s.vehicle_type_id
+        WHERE s.public_wmi_id IS NOT NULL
+          AND NOT EXISTS (SELECT 1 FROM win w WHERE w.pid = s.pid AND w.element_id = dd.element_id)
+          AND NOT EXISTS (SELECT 1 FROM conv c WHERE c.pid = s.pid AND c.element_id = dd.element_id)
     ), printed AS (
         SELECT i.pid, de.element_id, de.code, de.output, de.weight,
                bool_or(coalesce(i.val, i.attribute_id, '') <> '') AS filled,
@@ -691,7 +712,7 @@ BEGIN
         JOIN {{schema}}.decode_key dk ON dk.keys = i.keys
         WHERE i.src ILIKE '%pattern%'
         GROUP BY i.pid
-    ), vc AS (
+    ), vc0 AS (
         -- codes 2-5: the characters the WMI's schemas for the year use per position (masks); the
         -- pass's links for a known year are exactly those schemas
         SELECT l.pid, ARRAY[bit_or(sc.masks[1]), bit_or(sc.masks[2]), bit_or(sc.masks[3]), bit_or(sc.masks[4]),
@@ -701,6 +722,13 @@ BEGIN
         JOIN {{schema}}.decode_schema_chars sc ON sc.vin_schema_id = l.vin_schema_id
         WHERE l.my_known
         GROUP BY l.pid
+    ), vc AS (
+        -- the release's WMIYearValidChars cache for the pass's WMI and year wins where it has one
+        SELECT s.pid, coalesce(yc.masks, v0.m) AS m
+        FROM ps s
+        LEFT JOIN vc0 v0 ON v0.pid = s.pid
+        LEFT JOIN {{schema}}.decode_wmi_year_chars yc ON yc.wmi = s.wmi AND yc.year = s.my
+        WHERE v0.pid IS NOT NULL OR yc.wmi IS NOT NULL
     ), res AS MATERIALIZED (  -- its figures are read several times below: computed once
         SELECT s.pid, s.v, s.pno, s.my, s.conclusive, s.public_wmi_id, s.car_lt, s.vehicle_type_id, s.manufacturer_id,
                d.el_weight, coalesce(f.n_pat, 0) AS n_pat, f.body_attr, a.model_attr, a.make_attr,
@@ -771,7 +799,8 @@ BEGIN
                r.my IS NULL AS c11,
                r.invalid <> '' AS c400,
                length(r.v) < 17 AS c6,
-               length(r.v) >= 17 AND substr(r.v, 9, 1) <> {{schema}}.vin_check_digit(r.v, coalesce(r.car_lt, false)) AS c1
+               length(r.v) >= 17 AND substr(r.v, 9, 1) <> {{schema}}.vin_check_digit(r.v, coalesce(r.car_lt, false))
+                   AND NOT EXISTS (SELECT 1 FROM {{schema}}.vin_exception ve WHERE ve.vin = r.v AND ve.check_digit) AS c1
         FROM res2 r
     ), flags2 AS (
         SELECT f.*,
