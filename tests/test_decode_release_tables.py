@@ -31,6 +31,7 @@ _spec.loader.exec_module(synth)
 CLEAN_CAR = "19XCY1F20RA000001"        # 2024 Accord LX, decodes clean (0) on the sample
 EXCEPTION_VIN = "19XCY1F25RA000001"    # the same with a wrong check digit, listed in VinException
 WRONG_DIGIT = "19XCY1F31RA000001"      # a wrong check digit NHTSA does not excuse
+DESCRIBED = "19XCY1F28RB000001"        # 2024 Accord LX; VinDescriptor names 2023 for its descriptor
 CACHED = "1HGCM82633A004352"           # 2003 Accord, clean; the cache for (1HG, 2003) says position 5 is N
 
 
@@ -38,7 +39,7 @@ def _write_release(path: Path) -> None:
     shutil.copyfile(SAMPLE_DB, path)
     conn = sqlite3.connect(path)
     try:
-        for name in ("VinException", "WMIYearValidChars", "DefaultValue", "ErrorCode"):
+        for name in ("VinException", "WMIYearValidChars", "DefaultValue", "ErrorCode", "VinDescriptor"):
             conn.execute(f'CREATE TABLE "{name}" ({synth.CREATE[name]})')
         conn.execute("INSERT INTO VinException (Id, VIN, CheckDigit) VALUES (1, ?, 1)", (EXCEPTION_VIN,))
         # The cache of (1HG, 2003): every position admits the VIN's own character, except position 5
@@ -68,6 +69,9 @@ def _write_release(path: Path) -> None:
                 weight = 5000
             codes.append((cid, name, addl, weight))
         conn.executemany("INSERT INTO ErrorCode (Id, Name, AdditionalErrorText, weight) VALUES (?, ?, ?, ?)", codes)
+        # The live API's model-year override for one descriptor (positions 1-8, '*', 10-11).
+        conn.execute("INSERT INTO VinDescriptor (Id, Descriptor, ModelYear) VALUES (1, ?, 2023)",
+                     (DESCRIBED[:8] + "*" + DESCRIBED[9:11],))
         conn.commit()
     finally:
         conn.close()
@@ -141,3 +145,12 @@ def test_error_code_names_and_weights_come_from_the_release(sample_catalog: psyc
     assert _decode(sample_catalog, CLEAN_CAR, 1990)["ModelYear"] == "2024"
     won = _decode(release_catalog, CLEAN_CAR, 1990)
     assert won["ModelYear"] == "1990" and "8" in _codes(won)
+
+
+def test_vin_descriptor_names_the_model_year(sample_catalog: psycopg.Connection,
+                                            release_catalog: psycopg.Connection) -> None:
+    assert _decode(sample_catalog, DESCRIBED)["ModelYear"] == "2024"
+    res = _decode(release_catalog, DESCRIBED)
+    assert res["ModelYear"] == "2023"
+    assert "may be incorrect" not in res["AdditionalErrorText"]  # the override is conclusive
+    assert _decode(release_catalog, CLEAN_CAR)["ModelYear"] == "2024"  # another descriptor: position 10 as before

@@ -445,6 +445,8 @@ DECLARE
     cnt1 int;
     cnt2 int;
     descriptor text;
+    v_descr text;
+    vd_year int;
 BEGIN
     -- As NHTSA: upper-cased and trimmed, at most 17 characters (its varchar(17)); NULL is ''.
     v := left(upper(trim(coalesce(decode_vin.vin, ''))), 17);
@@ -478,6 +480,18 @@ BEGIN
                 rmy := alt;
             END IF;
         END IF;
+    END IF;
+
+    -- VinDescriptor: NHTSA's live API takes the model year its descriptor table names for the VIN's
+    -- descriptor (positions 1-8, '*', 10-11; 1-14 for a 6-character WMI), one conclusive year. Its
+    -- dump's procedure skips this (the erratum); we follow the live API (docs/DECODER.md).
+    v_descr := upper(left(overlay(left(v || '*****************', 17) PLACING '*' FROM 9 FOR 1),
+                          CASE WHEN substr(v, 3, 1) = '9' THEN 14 ELSE 11 END));
+    SELECT vd.model_year INTO vd_year FROM {{schema}}.vin_descriptor vd WHERE vd.descriptor = v_descr;
+    IF vd_year IS NOT NULL THEN
+        rmy := vd_year;
+        omy := NULL;
+        conclusive := true;
     END IF;
 
     IF decode_vin.model_year BETWEEN 1980 AND v_limit THEN
@@ -561,9 +575,14 @@ BEGIN
           AND EXISTS (SELECT 1 FROM {{schema}}.wmi_vin_schema ws WHERE ws.wmi_id = x.wmi_id
                       AND x.alt BETWEEN ws.year_from AND coalesce(ws.year_to, 2999))
     ), plan AS (
-        SELECT x.v, x.wmi, x.omy, x.conclusive, coalesce(oc.alt, x.rmy) AS rmy
+        -- a VinDescriptor row names the year (one conclusive pass), as in decode_vin
+        SELECT x.v, x.wmi, CASE WHEN vd.model_year IS NULL THEN x.omy END AS omy,
+               x.conclusive OR vd.model_year IS NOT NULL AS conclusive, coalesce(vd.model_year, oc.alt, x.rmy) AS rmy
         FROM yr2 x
         LEFT JOIN other_cycle oc ON oc.wmi_id = x.wmi_id AND oc.rmy = x.rmy AND oc.alt = x.alt
+        LEFT JOIN {{schema}}.vin_descriptor vd
+          ON vd.descriptor = upper(left(overlay(left(x.v || '*****************', 17) PLACING '*' FROM 9 FOR 1),
+                                        CASE WHEN substr(x.v, 3, 1) = '9' THEN 14 ELSE 11 END))
     ), pass AS (
         SELECT (row_number() OVER ())::int AS pid, q.* FROM (
             SELECT p.v, p.wmi, 1 AS pno, p.rmy AS my, p.conclusive FROM plan p
