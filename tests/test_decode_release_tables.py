@@ -39,7 +39,9 @@ def _write_release(path: Path) -> None:
     shutil.copyfile(SAMPLE_DB, path)
     conn = sqlite3.connect(path)
     try:
-        for name in ("VinException", "WMIYearValidChars", "DefaultValue", "ErrorCode", "VinDescriptor"):
+        for name in ("VinException", "WMIYearValidChars", "DefaultValue", "ErrorCode", "VinDescriptor",
+                     "VehicleSpecSchema", "VehicleSpecSchema_Model", "VehicleSpecSchema_Year", "VSpecSchemaPattern",
+                     "VehicleSpecPattern"):
             conn.execute(f'CREATE TABLE "{name}" ({synth.CREATE[name]})')
         conn.execute("INSERT INTO VinException (Id, VIN, CheckDigit) VALUES (1, ?, 1)", (EXCEPTION_VIN,))
         # The cache of (1HG, 2003): every position admits the VIN's own character, except position 5
@@ -72,6 +74,18 @@ def _write_release(path: Path) -> None:
         # The live API's model-year override for one descriptor (positions 1-8, '*', 10-11).
         conn.execute("INSERT INTO VinDescriptor (Id, Descriptor, ModelYear) VALUES (1, ?, 2023)",
                      (DESCRIBED[:8] + "*" + DESCRIBED[9:11],))
+        # A spec sheet for Honda (474) passenger cars (2), model Accord (1861), 2024: sheet pattern 1 is
+        # keyed on BodyClass Sedan/Saloon (13) and fills ESC (99) = Standard (1); sheet pattern 2 is
+        # keyed on Coupe (3) and fills TractionControl (100): it must not apply to a sedan.
+        conn.execute("INSERT INTO VehicleSpecSchema (Id, MakeId, CreatedOn, VehicleTypeId, TobeQCed) "
+                     "VALUES (1, 474, '2026-03-01', 2, 0)")
+        conn.execute("INSERT INTO VehicleSpecSchema_Model (Id, VehicleSpecSchemaId, ModelId) VALUES (1, 1, 1861)")
+        conn.execute("INSERT INTO VehicleSpecSchema_Year (Id, VehicleSpecSchemaId, Year) VALUES (1, 1, 2024)")
+        conn.executemany("INSERT INTO VSpecSchemaPattern (Id, SchemaId) VALUES (?, 1)", [(1,), (2,)])
+        conn.executemany("INSERT INTO VehicleSpecPattern (Id, VSpecSchemaPatternId, IsKey, ElementId, AttributeId) "
+                         "VALUES (?, ?, ?, ?, ?)",
+                         [(1, 1, 1, 5, "13"), (2, 1, 0, 99, "1"), (3, 1, 0, 5, "3"),
+                          (4, 2, 1, 5, "3"), (5, 2, 0, 100, "1")])
         conn.commit()
     finally:
         conn.close()
@@ -154,3 +168,15 @@ def test_vin_descriptor_names_the_model_year(sample_catalog: psycopg.Connection,
     assert res["ModelYear"] == "2023"
     assert "may be incorrect" not in res["AdditionalErrorText"]  # the override is conclusive
     assert _decode(release_catalog, CLEAN_CAR)["ModelYear"] == "2024"  # another descriptor: position 10 as before
+
+
+def test_vehicle_spec_sheet_fills_model_level_values(sample_catalog: psycopg.Connection,
+                                                     release_catalog: psycopg.Connection) -> None:
+    before = _decode(sample_catalog, CLEAN_CAR)
+    assert before["ESC"] == "" and before["TractionControl"] == ""
+    res = _decode(release_catalog, CLEAN_CAR)
+    assert res["ESC"] == "Standard"           # the sedan sheet's value, its lookup name
+    assert res["BodyClass"] == "Sedan/Saloon"  # a sheet never replaces a pattern's value
+    assert res["TractionControl"] == ""       # the coupe sheet's key does not match
+    # Another year of the same model: the sheet lists 2024 only.
+    assert _decode(release_catalog, "1HGCM82633A004352")["ESC"] == ""

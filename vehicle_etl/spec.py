@@ -118,6 +118,7 @@ DERIVED_TABLES = (
     "decode_key",                                                          # 20_decode_key.sql
     "decode_element", "decode_schema_key", "decode_schema_chars",          # 25_decode_support.sql
     "decode_wmi", "decode_error_code", "decode_template", "decode_wmi_year_chars", "decode_default",
+    "decode_spec_key", "decode_spec_fill",
     "model_trim_option", "model_engine_option", "model_transmission_option",  # 30_dropdown_options.sql
 )
 

@@ -174,3 +174,35 @@ SELECT jsonb_object_agg(code, '') || jsonb_build_object(
            'AdditionalErrorText', '', 'VehicleDescriptor', '') AS doc
 FROM decode_element WHERE output AND code IS NOT NULL;
 
+
+-- VehicleSpec*: NHTSA's model-level spec sheets. A sheet (VSpecSchemaPattern) applies to a decode of
+-- its make (through the WMI's Wmi_Make), vehicle type, model and, when it lists years, model year,
+-- if every key row (IsKey) equals a decoded value; its other rows then fill elements still empty
+-- (after conversions, before DefaultValue). Hidden (TobeQCed) sheets are left out. Grouped here
+-- once: no indexes exist yet while deriving.
+CREATE TABLE decode_spec_key AS
+WITH keys AS (
+    SELECT vspec_schema_pattern_id,
+           array_agg(element_id ORDER BY vehicle_spec_pattern_id) AS key_elements,
+           array_agg(attribute_id ORDER BY vehicle_spec_pattern_id) AS key_values
+    FROM vehicle_spec_pattern WHERE is_key
+    GROUP BY vspec_schema_pattern_id
+), years AS (
+    SELECT vehicle_spec_schema_id, array_agg(DISTINCT year) AS years
+    FROM vehicle_spec_schema_year GROUP BY vehicle_spec_schema_id
+)
+SELECT sp.vspec_schema_pattern_id, s.make_id, s.vehicle_type_id, m.model_id, y.years, k.key_elements, k.key_values
+FROM vspec_schema_pattern sp
+JOIN vehicle_spec_schema s ON s.vehicle_spec_schema_id = sp.vehicle_spec_schema_id
+JOIN vehicle_spec_schema_model m ON m.vehicle_spec_schema_id = s.vehicle_spec_schema_id
+JOIN keys k ON k.vspec_schema_pattern_id = sp.vspec_schema_pattern_id
+LEFT JOIN years y ON y.vehicle_spec_schema_id = s.vehicle_spec_schema_id
+WHERE NOT s.tobe_qced;
+CREATE INDEX decode_spec_key_model_idx ON decode_spec_key (model_id, vehicle_type_id);
+
+CREATE TABLE decode_spec_fill AS
+SELECT p.vspec_schema_pattern_id, p.element_id, p.attribute_id
+FROM vehicle_spec_pattern p
+JOIN decode_element de ON de.element_id = p.element_id
+WHERE NOT p.is_key AND de.output AND p.element_id NOT IN (26, 27, 28, 29, 39);
+CREATE INDEX decode_spec_fill_idx ON decode_spec_fill (vspec_schema_pattern_id);

@@ -209,6 +209,21 @@ BEGIN
             CROSS JOIN LATERAL (SELECT regexp_match(c.formula, '^\s*#x#\s*([*/+-])\s*([0-9]+\.?[0-9]*)\s*$') AS m) f
             WHERE c.to_element_id NOT IN (SELECT element_id FROM win)
             ORDER BY c.to_element_id, w2.prio DESC, w2.changed_on DESC, c.conversion_id
+        ), spec AS (
+            -- VehicleSpec*: sheets of the WMI's makes, vehicle type, decoded model and year whose key
+            -- rows all equal decoded values fill elements still empty (lowest sheet id first)
+            SELECT DISTINCT ON (f.element_id) f.element_id, f.attribute_id
+            FROM {{schema}}.decode_spec_key k
+            JOIN {{schema}}.wmi_make wm ON wm.wmi_id = public_wmi_id AND wm.make_id = k.make_id
+            JOIN {{schema}}.decode_spec_fill f ON f.vspec_schema_pattern_id = k.vspec_schema_pattern_id
+            WHERE k.vehicle_type_id = w.vehicle_type_id
+              AND k.model_id = (SELECT CASE WHEN m.attribute_id ~ '^[0-9]{1,9}$' THEN m.attribute_id::int END FROM model m)
+              AND (k.years IS NULL OR decode_vin_pass.model_year = ANY (k.years))
+              AND NOT EXISTS (SELECT 1 FROM unnest(k.key_elements, k.key_values) AS kk(e, a)
+                              WHERE NOT EXISTS (SELECT 1 FROM win x WHERE x.element_id = kk.e AND x.attribute_id = kk.a))
+              AND f.element_id NOT IN (SELECT element_id FROM win)
+              AND f.element_id NOT IN (SELECT element_id FROM conv)
+            ORDER BY f.element_id, k.vspec_schema_pattern_id
         ), items AS (
             SELECT element_id, attribute_id, val, src, keys FROM win
             UNION ALL
@@ -230,12 +245,15 @@ BEGIN
             UNION ALL
             SELECT element_id, val, val, 'Conversion', NULL FROM conv
             UNION ALL
-            -- DefaultValue: per vehicle type, elements nothing above filled (after conversions)
+            SELECT element_id, attribute_id, NULL, 'Vehicle Specs', NULL FROM spec
+            UNION ALL
+            -- DefaultValue: per vehicle type, elements nothing above filled (after conversions and specs)
             SELECT dd.element_id, dd.attribute_id, dd.val, 'Default', NULL
             FROM {{schema}}.decode_default dd
             WHERE dd.vehicle_type_id = w.vehicle_type_id
               AND dd.element_id NOT IN (SELECT element_id FROM win)
               AND dd.element_id NOT IN (SELECT element_id FROM conv)
+              AND dd.element_id NOT IN (SELECT element_id FROM spec)
         ), printed AS (
             SELECT de.element_id, de.code, de.output, de.weight,
                    bool_or(coalesce(i.val, i.attribute_id, '') <> '') AS filled,
@@ -656,6 +674,23 @@ BEGIN
         CROSS JOIN LATERAL (SELECT regexp_match(c.formula, '^\s*#x#\s*([*/+-])\s*([0-9]+\.?[0-9]*)\s*$') AS m) f
         WHERE NOT EXISTS (SELECT 1 FROM win w3 WHERE w3.pid = w2.pid AND w3.element_id = c.to_element_id)
         ORDER BY w2.pid, c.to_element_id, w2.prio DESC, w2.changed_on DESC, c.conversion_id
+    ), spec AS (
+        -- VehicleSpec*, as in decode_vin_pass
+        SELECT DISTINCT ON (s.pid, f.element_id) s.pid, f.element_id, f.attribute_id
+        FROM ps s
+        JOIN model m ON m.pid = s.pid
+        JOIN {{schema}}.decode_spec_key k
+          ON k.model_id = CASE WHEN m.attribute_id ~ '^[0-9]{1,9}$' THEN m.attribute_id::int END
+         AND k.vehicle_type_id = s.vehicle_type_id
+        JOIN {{schema}}.wmi_make wm ON wm.wmi_id = s.public_wmi_id AND wm.make_id = k.make_id
+        JOIN {{schema}}.decode_spec_fill f ON f.vspec_schema_pattern_id = k.vspec_schema_pattern_id
+        WHERE (k.years IS NULL OR s.my = ANY (k.years))
+          AND NOT EXISTS (SELECT 1 FROM unnest(k.key_elements, k.key_values) AS kk(e, a)
+                          WHERE NOT EXISTS (SELECT 1 FROM win x WHERE x.pid = s.pid AND x.element_id = kk.e
+                                            AND x.attribute_id = kk.a))
+          AND NOT EXISTS (SELECT 1 FROM win x WHERE x.pid = s.pid AND x.element_id = f.element_id)
+          AND NOT EXISTS (SELECT 1 FROM conv c WHERE c.pid = s.pid AND c.element_id = f.element_id)
+        ORDER BY s.pid, f.element_id, k.vspec_schema_pattern_id
     ), items AS (
         SELECT w.pid, w.element_id, w.attribute_id, w.val, w.src, w.keys FROM win w
         UNION ALL
@@ -680,12 +715,15 @@ BEGIN
         UNION ALL
         SELECT c.pid, c.element_id, c.val, c.val, 'Conversion', NULL FROM conv c
         UNION ALL
+        SELECT sp.pid, sp.element_id, sp.attribute_id, NULL, 'Vehicle Specs', NULL FROM spec sp
+        UNION ALL
         SELECT s.pid, dd.element_id, dd.attribute_id, dd.val, 'Default', NULL
         FROM ps s
         JOIN {{schema}}.decode_default dd ON dd.vehicle_type_id = s.vehicle_type_id
         WHERE s.public_wmi_id IS NOT NULL
           AND NOT EXISTS (SELECT 1 FROM win w WHERE w.pid = s.pid AND w.element_id = dd.element_id)
           AND NOT EXISTS (SELECT 1 FROM conv c WHERE c.pid = s.pid AND c.element_id = dd.element_id)
+          AND NOT EXISTS (SELECT 1 FROM spec sp WHERE sp.pid = s.pid AND sp.element_id = dd.element_id)
     ), printed AS (
         SELECT i.pid, de.element_id, de.code, de.output, de.weight,
                bool_or(coalesce(i.val, i.attribute_id, '') <> '') AS filled,
