@@ -101,6 +101,14 @@ TABLES: tuple[TableSpec, ...] = (
        ("ElementId", "element_id", "int"), ("AttributeId", "attribute_id", "name"), required=False),
 )
 
+# The tables above that only NHTSA's complete release has (the pruned snapshots and the shipped
+# sample do not): optional, and not expected in a snapshot.
+COMPLETE_RELEASE_ONLY = frozenset({
+    "VinException", "WMIYearValidChars", "WMIYearValidChars_CacheExceptions", "DefaultValue", "ErrorCode",
+    "VinDescriptor", "VehicleSpecSchema", "VehicleSpecSchema_Model", "VehicleSpecSchema_Year",
+    "VSpecSchemaPattern", "VehicleSpecPattern",
+})
+
 # Tables big enough to split in shards over the COPY workers (Pattern ~1.7M rows, WMIYearValidChars
 # ~8.8M in NHTSA's complete release); the shard key is the first (id) column.
 SHARDED_TABLES = frozenset({"Pattern", "WMIYearValidChars"})
