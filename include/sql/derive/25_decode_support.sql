@@ -6,7 +6,7 @@
 SET LOCAL work_mem = '256MB';
 
 -- Elements as the decoder outputs them. lookup_mode: how an AttributeId becomes the printed value.
--- A lookup table the source does not have (38 of them in the snapshot) prints the id, as the
+-- A lookup table the source does not have (37 of them in the snapshot, besides ErrorCode) prints the id, as the
 -- loader warns; a lookup row missing from a present table prints '' (NHTSA's NULL).
 CREATE TABLE decode_element AS
 SELECT e.element_id, e.code, e.lookup_table, e.weight,
