@@ -543,22 +543,21 @@ def two_releases(sample_url: str, tmp_path: Path) -> Iterator[str]:
 
     name = create_database("vetl_api_swap")
     try:
-        build_catalog(name, sample_url)
+        build_catalog(name, sample_url, info=("sample-a", "t", "run-a"))
         with psycopg.connect(dsn(name), autocommit=True) as conn:
             ensure_reader_role(conn)
             history.ensure_schema(conn)
-            conn.execute("INSERT INTO vehicles.catalog_info (release, source, run_id) "
-                         "VALUES ('sample-a', 't', 'run-a')")
             load.prepare_staging(conn)
             load.extract_load(open_source(sample_url), dsn(name), 20000)
             load.repair(conn)
             load.derive(conn)
             load.build_keys(conn)
             conn.execute("UPDATE vehicles_staging.make SET make_name = make_name || ' B' WHERE make_id = 441")
-            swap.promote(conn, in_transaction=lambda c: c.execute(
-                "INSERT INTO vehicles.catalog_info (release, source, run_id) VALUES ('sample-b', 't', 'run-b')"))
-            # (not ensure_reader_role again: it revokes the reader's rights on vehicles_previous,
-            # which the rollbacks below make live again)
+            # catalog_info goes live with its version, as the pipeline's swap step writes it
+            conn.execute("INSERT INTO vehicles_staging.catalog_info (release, source, run_id) "
+                         "VALUES ('sample-b', 't', 'run-b')")
+            swap.promote(conn)
+            ensure_reader_role(conn)  # the reader reads the views of `vehicles`, whichever version is live
         yield name
     finally:
         drop_database(name)

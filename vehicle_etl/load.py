@@ -16,7 +16,14 @@ from vehicle_etl import extract
 from vehicle_etl.config import READER_ROLE, STAGING_SCHEMA
 from vehicle_etl.platform_db import run_in_schema, schema_tables, sibling, sql_file, sql_files
 from vehicle_etl.sources import Source
-from vehicle_etl.spec import DERIVED_TABLES, LOOKUP_TARGET, LOOKUPS_WITH_OWN_TABLE, TABLES, by_source
+from vehicle_etl.spec import (
+    DERIVED_TABLES,
+    LOOKUP_TARGET,
+    LOOKUPS_WITH_OWN_TABLE,
+    SHARDED_TABLES,
+    TABLES,
+    by_source,
+)
 
 log = logging.getLogger(__name__)
 
@@ -108,7 +115,7 @@ def plan_jobs(source: Source, absent_optional: list[str], workers: int, batch_ro
     for spec in TABLES:
         if spec.source in absent_optional:
             continue
-        shards = workers if spec.source == "Pattern" and workers > 1 else 1
+        shards = workers if spec.source in SHARDED_TABLES and workers > 1 else 1
         for k in range(shards):
             label = f"{spec.source} -> {spec.target}" + (f" [{k + 1}/{shards}]" if shards > 1 else "")
             jobs.append(CopyJob(label, spec.source, spec.target, tuple(spec.target_columns),

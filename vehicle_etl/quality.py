@@ -83,6 +83,19 @@ UNIQUE_KEYS = [
     ("unique_conversion_id", "conversion", ["conversion_id"]),
     ("unique_lookup_id", "lookup", ["lookup_table", "lookup_id"]),
     ("unique_model_year", "model_year", ["model_id", "model_year"]),
+    # NHTSA's complete-release tables (empty when the source lacks them: nothing to duplicate)
+    ("unique_vin_exception_id", "vin_exception", ["vin_exception_id"]),
+    ("unique_wmi_year_valid_chars_id", "wmi_year_valid_chars", ["wmi_year_valid_chars_id"]),
+    ("unique_wmi_year_valid_chars_exception_id", "wmi_year_valid_chars_exception", ["exception_id"]),
+    ("unique_default_value_id", "default_value", ["default_value_id"]),
+    ("unique_error_code_id", "error_code", ["error_code_id"]),
+    ("unique_vin_descriptor_id", "vin_descriptor", ["vin_descriptor_id"]),
+    ("unique_vin_descriptor", "vin_descriptor", ["descriptor"]),
+    ("unique_vehicle_spec_schema_id", "vehicle_spec_schema", ["vehicle_spec_schema_id"]),
+    ("unique_vehicle_spec_schema_model_id", "vehicle_spec_schema_model", ["vehicle_spec_schema_model_id"]),
+    ("unique_vehicle_spec_schema_year_id", "vehicle_spec_schema_year", ["vehicle_spec_schema_year_id"]),
+    ("unique_vspec_schema_pattern_id", "vspec_schema_pattern", ["vspec_schema_pattern_id"]),
+    ("unique_vehicle_spec_pattern_id", "vehicle_spec_pattern", ["vehicle_spec_pattern_id"]),
 ]
 
 # (check name, child table, child column, parent table, parent column): every foreign key of keys.sql.
@@ -100,6 +113,15 @@ FOREIGN_KEYS = [
     ("fk_engine_model_pattern_engine", "engine_model_pattern", "engine_model_id", "engine_model", "engine_model_id"),
     ("fk_model_year_model", "model_year", "model_id", "model", "model_id"),
     ("fk_model_year_make", "model_year", "make_id", "make", "make_id"),
+    ("fk_default_value_element", "default_value", "element_id", "element", "element_id"),
+    ("fk_vehicle_spec_schema_model_schema", "vehicle_spec_schema_model", "vehicle_spec_schema_id",
+     "vehicle_spec_schema", "vehicle_spec_schema_id"),
+    ("fk_vehicle_spec_schema_year_schema", "vehicle_spec_schema_year", "vehicle_spec_schema_id",
+     "vehicle_spec_schema", "vehicle_spec_schema_id"),
+    ("fk_vspec_schema_pattern_schema", "vspec_schema_pattern", "vehicle_spec_schema_id",
+     "vehicle_spec_schema", "vehicle_spec_schema_id"),
+    ("fk_vehicle_spec_pattern_vsp", "vehicle_spec_pattern", "vspec_schema_pattern_id",
+     "vspec_schema_pattern", "vspec_schema_pattern_id"),
 ]
 
 

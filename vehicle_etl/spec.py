@@ -71,13 +71,53 @@ TABLES: tuple[TableSpec, ...] = (
        ("AttributeId", "attribute_id", "name")),
     _t("Conversion", "conversion", ("Id", "conversion_id", "int"), ("FromElementId", "from_element_id", "int"),
        ("ToElementId", "to_element_id", "int"), ("Formula", "formula", "name"), required=False),
+    # The decoding tables of NHTSA's complete release (the pruned snapshots lack them; optional, so a
+    # source without them loads as before and the decoder falls back). Names and columns: NHTSA's
+    # (docs/DECODER.md, "The complete release", cites where each was read).
+    _t("VinException", "vin_exception", ("Id", "vin_exception_id", "int"), ("VIN", "vin", "name"),
+       ("CheckDigit", "check_digit", "bool"), required=False),
+    _t("WMIYearValidChars", "wmi_year_valid_chars", ("id", "wmi_year_valid_chars_id", "int"),
+       ("WMI", "wmi", "name"), ("Year", "year", "int"), ("Position", "position", "int"), ("Char", "valid_char", "trim"),
+       required=False),
+    _t("WMIYearValidChars_CacheExceptions", "wmi_year_valid_chars_exception", ("Id", "exception_id", "int"),
+       ("WMI", "wmi", "name"), required=False),
+    _t("DefaultValue", "default_value", ("Id", "default_value_id", "int"), ("ElementId", "element_id", "int"),
+       ("VehicleTypeId", "vehicle_type_id", "int"), ("DefaultValue", "default_value", "text"), required=False),
+    _t("ErrorCode", "error_code", ("Id", "error_code_id", "int"), ("Name", "error_code_name", "name"),
+       ("AdditionalErrorText", "additional_error_text", "trim"), ("weight", "weight", "int"), required=False),
+    _t("VinDescriptor", "vin_descriptor", ("Id", "vin_descriptor_id", "int"), ("Descriptor", "descriptor", "name"),
+       ("ModelYear", "model_year", "int"), required=False),
+    _t("VehicleSpecSchema", "vehicle_spec_schema", ("Id", "vehicle_spec_schema_id", "int"),
+       ("MakeId", "make_id", "int"), ("VehicleTypeId", "vehicle_type_id", "int"), ("TobeQCed", "tobe_qced", "bool"),
+       required=False),
+    _t("VehicleSpecSchema_Model", "vehicle_spec_schema_model", ("Id", "vehicle_spec_schema_model_id", "int"),
+       ("VehicleSpecSchemaId", "vehicle_spec_schema_id", "int"), ("ModelId", "model_id", "int"), required=False),
+    _t("VehicleSpecSchema_Year", "vehicle_spec_schema_year", ("Id", "vehicle_spec_schema_year_id", "int"),
+       ("VehicleSpecSchemaId", "vehicle_spec_schema_id", "int"), ("Year", "year", "int"), required=False),
+    _t("VSpecSchemaPattern", "vspec_schema_pattern", ("Id", "vspec_schema_pattern_id", "int"),
+       ("SchemaId", "vehicle_spec_schema_id", "int"), required=False),
+    _t("VehicleSpecPattern", "vehicle_spec_pattern", ("Id", "vehicle_spec_pattern_id", "int"),
+       ("VSpecSchemaPatternId", "vspec_schema_pattern_id", "int"), ("IsKey", "is_key", "bool"),
+       ("ElementId", "element_id", "int"), ("AttributeId", "attribute_id", "name"), required=False),
 )
+
+# The tables above that only NHTSA's complete release has (the pruned snapshots and the shipped
+# sample do not): optional, and not expected in a snapshot.
+COMPLETE_RELEASE_ONLY = frozenset({
+    "VinException", "WMIYearValidChars", "WMIYearValidChars_CacheExceptions", "DefaultValue", "ErrorCode",
+    "VinDescriptor", "VehicleSpecSchema", "VehicleSpecSchema_Model", "VehicleSpecSchema_Year",
+    "VSpecSchemaPattern", "VehicleSpecPattern",
+})
+
+# Tables big enough to split in shards over the COPY workers (Pattern ~1.7M rows, WMIYearValidChars
+# ~8.8M in NHTSA's complete release); the shard key is the first (id) column.
+SHARDED_TABLES = frozenset({"Pattern", "WMIYearValidChars"})
 
 # Lookup tables (Id, Name) are discovered from Element.LookupTable and land in one `lookup` table.
 LOOKUP_COLUMNS = (Col("Id", "lookup_id", "int"), Col("Name", "lookup_name", "name"))
 LOOKUP_TARGET = "lookup"
 # Lookups that have their own platform tables.
-LOOKUPS_WITH_OWN_TABLE = frozenset({"Make", "Model", "Manufacturer"})
+LOOKUPS_WITH_OWN_TABLE = frozenset({"Make", "Model", "Manufacturer", "ErrorCode"})
 
 # Tables the platform builds from the loaded ones (include/sql/derive/).
 DERIVED_TABLES = (
@@ -85,7 +125,8 @@ DERIVED_TABLES = (
     "model_year", "dropdown_make",                                         # 15_model_year.sql
     "decode_key",                                                          # 20_decode_key.sql
     "decode_element", "decode_schema_key", "decode_schema_chars",          # 25_decode_support.sql
-    "decode_wmi", "decode_error_code", "decode_template",
+    "decode_wmi", "decode_error_code", "decode_template", "decode_wmi_year_chars", "decode_default",
+    "decode_spec_key", "decode_spec_fill",
     "model_trim_option", "model_engine_option", "model_transmission_option",  # 30_dropdown_options.sql
 )
 

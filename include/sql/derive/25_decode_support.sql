@@ -6,7 +6,7 @@
 SET LOCAL work_mem = '256MB';
 
 -- Elements as the decoder outputs them. lookup_mode: how an AttributeId becomes the printed value.
--- A lookup table the source does not have (38 of them in the snapshot) prints the id, as the
+-- A lookup table the source does not have (37 of them in the snapshot, besides ErrorCode) prints the id, as the
 -- loader warns; a lookup row missing from a present table prints '' (NHTSA's NULL).
 CREATE TABLE decode_element AS
 SELECT e.element_id, e.code, e.lookup_table, e.weight,
@@ -81,9 +81,10 @@ LEFT JOIN (  -- grouped once, not per WMI: no indexes exist yet while deriving
 ) sm ON sm.wmi_id = w.wmi_id;
 CREATE UNIQUE INDEX decode_wmi_wmi_idx ON decode_wmi (wmi);
 
--- NHTSA's ErrorCode table is not in the snapshot: names and weights as NHTSA publishes them
--- (texts of 9 and 12 and the split of the -100..-300 weights over 2-5 are our best knowledge;
--- docs/DECODER.md). Weights order the passes only.
+-- Error code names and weights: the release's ErrorCode table where it has a row (NHTSA's complete
+-- release), else these embedded ones as NHTSA publishes them (the snapshots lack the table; texts of
+-- 9 and 12 and the split of the -100..-300 weights over 2-5 are our best knowledge; docs/DECODER.md).
+-- Weights order the passes only.
 CREATE TABLE decode_error_code (
     id      integer PRIMARY KEY,
     name    text    NOT NULL,
@@ -108,6 +109,62 @@ INSERT INTO decode_error_code VALUES
  (12,  '12 - Model Year input does not match the Model Year decoded from the VIN. Decoded data may not be accurate.', -20, NULL),
  (14,  '14 - Unable to provide information for some of the characters in the VIN, based on the manufacturer submission.', -30, NULL),
  (400, '400 - Invalid Characters Present', -40, NULL);
+-- The release's rows win, per code (a code the release lacks keeps the embedded row). ErrorText
+-- prints "<id> - <name>": a release name without that prefix gets it.
+UPDATE decode_error_code d
+SET name = CASE WHEN e.error_code_name ~ ('^' || e.error_code_id || '\s*-') THEN e.error_code_name
+                ELSE e.error_code_id || ' - ' || e.error_code_name END,
+    weight = coalesce(e.weight, d.weight),
+    additional_text = coalesce(e.additional_error_text, d.additional_text)
+FROM error_code e
+WHERE e.error_code_id = d.id AND e.error_code_name <> '';
+INSERT INTO decode_error_code
+SELECT e.error_code_id,
+       CASE WHEN e.error_code_name ~ ('^' || e.error_code_id || '\s*-') THEN e.error_code_name
+            ELSE e.error_code_id || ' - ' || e.error_code_name END,
+       coalesce(e.weight, 0), e.additional_error_text
+FROM error_code e
+WHERE e.error_code_name <> '' AND NOT EXISTS (SELECT 1 FROM decode_error_code d WHERE d.id = e.error_code_id);
+
+-- NHTSA's valid-character cache (WMIYearValidChars), where the release has it: per WMI and model
+-- year the characters VIN positions 4-14 admit, as bitmasks like decode_schema_chars (masks[i] is
+-- position i + 3). A (WMI, year) it lists replaces the schema-derived characters for codes 2-5 and
+-- the suggestions (spVinDecode_ErrorCode reads the cache first and derives only when it has no row
+-- for the WMI and year); WMIs in WMIYearValidChars_CacheExceptions are left to the derivation.
+CREATE TABLE decode_wmi_year_chars AS
+SELECT c.wmi, c.year,
+       ARRAY[
+             coalesce(max(c.m) FILTER (WHERE c.position = 4), 0), coalesce(max(c.m) FILTER (WHERE c.position = 5), 0),
+             coalesce(max(c.m) FILTER (WHERE c.position = 6), 0), coalesce(max(c.m) FILTER (WHERE c.position = 7), 0),
+             coalesce(max(c.m) FILTER (WHERE c.position = 8), 0), coalesce(max(c.m) FILTER (WHERE c.position = 9), 0),
+             coalesce(max(c.m) FILTER (WHERE c.position = 10), 0), coalesce(max(c.m) FILTER (WHERE c.position = 11), 0),
+             coalesce(max(c.m) FILTER (WHERE c.position = 12), 0), coalesce(max(c.m) FILTER (WHERE c.position = 13), 0),
+             coalesce(max(c.m) FILTER (WHERE c.position = 14), 0)] AS masks
+FROM (
+    SELECT upper(trim(v.wmi)) AS wmi, v.year, v.position,
+           bit_or(1::bigint << (strpos('0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ', upper(v.valid_char)) - 1)) AS m
+    FROM wmi_year_valid_chars v
+    WHERE v.position BETWEEN 4 AND 14 AND length(v.valid_char) = 1
+      AND strpos('0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ', upper(v.valid_char)) > 0
+      AND NOT EXISTS (SELECT 1 FROM wmi_year_valid_chars_exception x WHERE upper(trim(x.wmi)) = upper(trim(v.wmi)))
+    GROUP BY upper(trim(v.wmi)), v.year, v.position
+) c
+GROUP BY c.wmi, c.year;
+ALTER TABLE decode_wmi_year_chars ADD PRIMARY KEY (wmi, year);
+
+-- DefaultValue: per vehicle type, the value an element prints when nothing else filled it (the
+-- source of most "Not Applicable" answers). A numeric default of a lookup element is a lookup id
+-- (printed as its name); any other default prints as written.
+CREATE TABLE decode_default AS
+SELECT dv.vehicle_type_id, dv.element_id, min(trim(dv.default_value)) AS attribute_id,
+       CASE WHEN de.lookup_mode IN ('lookup', 'model') AND min(trim(dv.default_value)) ~ '^[0-9]{1,9}$' THEN NULL
+            ELSE min(trim(dv.default_value)) END AS val
+FROM default_value dv
+JOIN decode_element de ON de.element_id = dv.element_id
+WHERE de.output AND de.code IS NOT NULL AND dv.element_id NOT IN (26, 27, 28, 29, 39)
+  AND coalesce(trim(dv.default_value), '') <> ''
+GROUP BY dv.vehicle_type_id, dv.element_id, de.lookup_mode;
+ALTER TABLE decode_default ADD PRIMARY KEY (vehicle_type_id, element_id);
 
 -- The flat DecodeVinValues object with every output key empty; a decode overlays its values.
 CREATE TABLE decode_template AS
@@ -117,3 +174,35 @@ SELECT jsonb_object_agg(code, '') || jsonb_build_object(
            'AdditionalErrorText', '', 'VehicleDescriptor', '') AS doc
 FROM decode_element WHERE output AND code IS NOT NULL;
 
+
+-- VehicleSpec*: NHTSA's model-level spec sheets. A sheet (VSpecSchemaPattern) applies to a decode of
+-- its make (through the WMI's Wmi_Make), vehicle type, model and, when it lists years, model year,
+-- if every key row (IsKey) equals a decoded value; its other rows then fill elements still empty
+-- (after conversions, before DefaultValue). Hidden (TobeQCed) sheets are left out. Grouped here
+-- once: no indexes exist yet while deriving.
+CREATE TABLE decode_spec_key AS
+WITH keys AS (
+    SELECT vspec_schema_pattern_id,
+           array_agg(element_id ORDER BY vehicle_spec_pattern_id) AS key_elements,
+           array_agg(attribute_id ORDER BY vehicle_spec_pattern_id) AS key_values
+    FROM vehicle_spec_pattern WHERE is_key
+    GROUP BY vspec_schema_pattern_id
+), years AS (
+    SELECT vehicle_spec_schema_id, array_agg(DISTINCT year) AS years
+    FROM vehicle_spec_schema_year GROUP BY vehicle_spec_schema_id
+)
+SELECT sp.vspec_schema_pattern_id, s.make_id, s.vehicle_type_id, m.model_id, y.years, k.key_elements, k.key_values
+FROM vspec_schema_pattern sp
+JOIN vehicle_spec_schema s ON s.vehicle_spec_schema_id = sp.vehicle_spec_schema_id
+JOIN vehicle_spec_schema_model m ON m.vehicle_spec_schema_id = s.vehicle_spec_schema_id
+JOIN keys k ON k.vspec_schema_pattern_id = sp.vspec_schema_pattern_id
+LEFT JOIN years y ON y.vehicle_spec_schema_id = s.vehicle_spec_schema_id
+WHERE NOT s.tobe_qced;
+CREATE INDEX decode_spec_key_model_idx ON decode_spec_key (model_id, vehicle_type_id);
+
+CREATE TABLE decode_spec_fill AS
+SELECT p.vspec_schema_pattern_id, p.element_id, p.attribute_id
+FROM vehicle_spec_pattern p
+JOIN decode_element de ON de.element_id = p.element_id
+WHERE NOT p.is_key AND de.output AND p.element_id NOT IN (26, 27, 28, 29, 39);
+CREATE INDEX decode_spec_fill_idx ON decode_spec_fill (vspec_schema_pattern_id);

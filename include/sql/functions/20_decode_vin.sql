@@ -211,6 +211,21 @@ BEGIN
             CROSS JOIN LATERAL (SELECT regexp_match(c.formula, '^\s*#x#\s*([*/+-])\s*([0-9]+\.?[0-9]*)\s*$') AS m) f
             WHERE c.to_element_id NOT IN (SELECT element_id FROM win)
             ORDER BY c.to_element_id, w2.prio DESC, w2.changed_on DESC, c.conversion_id
+        ), spec AS (
+            -- VehicleSpec*: sheets of the WMI's makes, vehicle type, decoded model and year whose key
+            -- rows all equal decoded values fill elements still empty (lowest sheet id first)
+            SELECT DISTINCT ON (f.element_id) f.element_id, f.attribute_id
+            FROM {{schema}}.decode_spec_key k
+            JOIN {{schema}}.wmi_make wm ON wm.wmi_id = public_wmi_id AND wm.make_id = k.make_id
+            JOIN {{schema}}.decode_spec_fill f ON f.vspec_schema_pattern_id = k.vspec_schema_pattern_id
+            WHERE k.vehicle_type_id = w.vehicle_type_id
+              AND k.model_id = (SELECT CASE WHEN m.attribute_id ~ '^[0-9]{1,9}$' THEN m.attribute_id::int END FROM model m)
+              AND (k.years IS NULL OR decode_vin_pass.model_year = ANY (k.years))
+              AND NOT EXISTS (SELECT 1 FROM unnest(k.key_elements, k.key_values) AS kk(e, a)
+                              WHERE NOT EXISTS (SELECT 1 FROM win x WHERE x.element_id = kk.e AND x.attribute_id = kk.a))
+              AND f.element_id NOT IN (SELECT element_id FROM win)
+              AND f.element_id NOT IN (SELECT element_id FROM conv)
+            ORDER BY f.element_id, k.vspec_schema_pattern_id
         ), items AS (
             SELECT element_id, attribute_id, val, src, keys FROM win
             UNION ALL
@@ -231,6 +246,16 @@ BEGIN
             WHERE decode_vin_pass.model_year IS NOT NULL
             UNION ALL
             SELECT element_id, val, val, 'Conversion', NULL FROM conv
+            UNION ALL
+            SELECT element_id, attribute_id, NULL, 'Vehicle Specs', NULL FROM spec
+            UNION ALL
+            -- DefaultValue: per vehicle type, elements nothing above filled (after conversions and specs)
+            SELECT dd.element_id, dd.attribute_id, dd.val, 'Default', NULL
+            FROM {{schema}}.decode_default dd
+            WHERE dd.vehicle_type_id = w.vehicle_type_id
+              AND dd.element_id NOT IN (SELECT element_id FROM win)
+              AND dd.element_id NOT IN (SELECT element_id FROM conv)
+              AND dd.element_id NOT IN (SELECT element_id FROM spec)
         ), printed AS (
             SELECT de.element_id, de.code, de.output, de.weight,
                    bool_or(coalesce(i.val, i.attribute_id, '') <> '') AS filled,
@@ -257,15 +282,19 @@ BEGIN
             (SELECT attribute_id FROM model) AS model_attr,
             (SELECT attribute_id FROM items WHERE element_id = 26 LIMIT 1) AS make_attr,
             (SELECT attribute_id FROM win WHERE element_id = 5 LIMIT 1) AS body_attr,
-            -- codes 2-5: the characters the WMI's schemas for this year use per position
-            -- (NHTSA's fallback for the missing WMIYearValidChars cache: every key, hidden schemas too)
-            (SELECT ARRAY[bit_or(sc.masks[1]), bit_or(sc.masks[2]), bit_or(sc.masks[3]), bit_or(sc.masks[4]),
-                          bit_or(sc.masks[5]), bit_or(sc.masks[6]), bit_or(sc.masks[7]), bit_or(sc.masks[8]),
-                          bit_or(sc.masks[9]), bit_or(sc.masks[10]), bit_or(sc.masks[11])]
-             FROM {{schema}}.wmi_vin_schema ws
-             JOIN {{schema}}.decode_schema_chars sc ON sc.vin_schema_id = ws.vin_schema_id
-             WHERE ws.wmi_id = public_wmi_id
-               AND decode_vin_pass.model_year BETWEEN ws.year_from AND coalesce(ws.year_to, 2999)) AS vc_m,
+            -- codes 2-5: the release's WMIYearValidChars cache for this WMI and year when it has
+            -- one (decode_wmi_year_chars), else the characters the WMI's schemas for this year use
+            -- per position (NHTSA's derivation: every key, hidden schemas too)
+            coalesce(
+                (SELECT yc.masks FROM {{schema}}.decode_wmi_year_chars yc
+                 WHERE yc.wmi = decode_vin_pass.wmi AND yc.year = decode_vin_pass.model_year),
+                (SELECT ARRAY[bit_or(sc.masks[1]), bit_or(sc.masks[2]), bit_or(sc.masks[3]), bit_or(sc.masks[4]),
+                              bit_or(sc.masks[5]), bit_or(sc.masks[6]), bit_or(sc.masks[7]), bit_or(sc.masks[8]),
+                              bit_or(sc.masks[9]), bit_or(sc.masks[10]), bit_or(sc.masks[11])]
+                 FROM {{schema}}.wmi_vin_schema ws
+                 JOIN {{schema}}.decode_schema_chars sc ON sc.vin_schema_id = ws.vin_schema_id
+                 WHERE ws.wmi_id = public_wmi_id
+                   AND decode_vin_pass.model_year BETWEEN ws.year_from AND coalesce(ws.year_to, 2999))) AS vc_m,
             -- code 14: positions 4-8 and 11 that no winning key pins to the VIN's character
             (SELECT coalesce(string_agg(q.pos::text, ',' ORDER BY q.pos), '')
              FROM unnest(ARRAY[4, 5, 6, 7, 8, 11]) q(pos)
@@ -360,7 +389,10 @@ BEGIN
 
     IF length(vin) < 17 THEN
         rc := rc || ' 6 ';
-    ELSIF substr(vin, 9, 1) <> {{schema}}.vin_check_digit(vin, coalesce(w.car_lt, false)) THEN
+    ELSIF substr(vin, 9, 1) <> {{schema}}.vin_check_digit(vin, coalesce(w.car_lt, false))
+          -- VinException: NHTSA accepts these VINs' check digits
+          AND NOT EXISTS (SELECT 1 FROM {{schema}}.vin_exception ve
+                          WHERE ve.vin = decode_vin_pass.vin AND ve.check_digit) THEN
         rc := rc || ' 1 ';
     END IF;
 
@@ -433,6 +465,8 @@ DECLARE
     cnt1 int;
     cnt2 int;
     descriptor text;
+    v_descr text;
+    vd_year int;
 BEGIN
     -- As NHTSA: upper-cased and trimmed, at most 17 characters (its varchar(17)); NULL is ''.
     v := left(upper(trim(coalesce(decode_vin.vin, ''))), 17);
@@ -466,6 +500,18 @@ BEGIN
                 rmy := alt;
             END IF;
         END IF;
+    END IF;
+
+    -- VinDescriptor: NHTSA's live API takes the model year its descriptor table names for the VIN's
+    -- descriptor (positions 1-8, '*', 10-11; 1-14 for a 6-character WMI), one conclusive year. Its
+    -- dump's procedure skips this (the erratum); we follow the live API (docs/DECODER.md).
+    v_descr := upper(left(overlay(left(v || '*****************', 17) PLACING '*' FROM 9 FOR 1),
+                          CASE WHEN substr(v, 3, 1) = '9' THEN 14 ELSE 11 END));
+    SELECT vd.model_year INTO vd_year FROM {{schema}}.vin_descriptor vd WHERE vd.descriptor = v_descr;
+    IF vd_year IS NOT NULL THEN
+        rmy := vd_year;
+        omy := NULL;
+        conclusive := true;
     END IF;
 
     IF decode_vin.model_year BETWEEN 1980 AND v_limit THEN
@@ -549,9 +595,14 @@ BEGIN
           AND EXISTS (SELECT 1 FROM {{schema}}.wmi_vin_schema ws WHERE ws.wmi_id = x.wmi_id
                       AND x.alt BETWEEN ws.year_from AND coalesce(ws.year_to, 2999))
     ), plan AS (
-        SELECT x.v, x.wmi, x.omy, x.conclusive, coalesce(oc.alt, x.rmy) AS rmy
+        -- a VinDescriptor row names the year (one conclusive pass), as in decode_vin
+        SELECT x.v, x.wmi, CASE WHEN vd.model_year IS NULL THEN x.omy END AS omy,
+               x.conclusive OR vd.model_year IS NOT NULL AS conclusive, coalesce(vd.model_year, oc.alt, x.rmy) AS rmy
         FROM yr2 x
         LEFT JOIN other_cycle oc ON oc.wmi_id = x.wmi_id AND oc.rmy = x.rmy AND oc.alt = x.alt
+        LEFT JOIN {{schema}}.vin_descriptor vd
+          ON vd.descriptor = upper(left(overlay(left(x.v || '*****************', 17) PLACING '*' FROM 9 FOR 1),
+                                        CASE WHEN substr(x.v, 3, 1) = '9' THEN 14 ELSE 11 END))
     ), pass AS (
         SELECT (row_number() OVER ())::int AS pid, q.* FROM (
             SELECT p.v, p.wmi, 1 AS pno, p.rmy AS my, p.conclusive FROM plan p
@@ -625,6 +676,23 @@ BEGIN
         CROSS JOIN LATERAL (SELECT regexp_match(c.formula, '^\s*#x#\s*([*/+-])\s*([0-9]+\.?[0-9]*)\s*$') AS m) f
         WHERE NOT EXISTS (SELECT 1 FROM win w3 WHERE w3.pid = w2.pid AND w3.element_id = c.to_element_id)
         ORDER BY w2.pid, c.to_element_id, w2.prio DESC, w2.changed_on DESC, c.conversion_id
+    ), spec AS (
+        -- VehicleSpec*, as in decode_vin_pass
+        SELECT DISTINCT ON (s.pid, f.element_id) s.pid, f.element_id, f.attribute_id
+        FROM ps s
+        JOIN model m ON m.pid = s.pid
+        JOIN {{schema}}.decode_spec_key k
+          ON k.model_id = CASE WHEN m.attribute_id ~ '^[0-9]{1,9}$' THEN m.attribute_id::int END
+         AND k.vehicle_type_id = s.vehicle_type_id
+        JOIN {{schema}}.wmi_make wm ON wm.wmi_id = s.public_wmi_id AND wm.make_id = k.make_id
+        JOIN {{schema}}.decode_spec_fill f ON f.vspec_schema_pattern_id = k.vspec_schema_pattern_id
+        WHERE (k.years IS NULL OR s.my = ANY (k.years))
+          AND NOT EXISTS (SELECT 1 FROM unnest(k.key_elements, k.key_values) AS kk(e, a)
+                          WHERE NOT EXISTS (SELECT 1 FROM win x WHERE x.pid = s.pid AND x.element_id = kk.e
+                                            AND x.attribute_id = kk.a))
+          AND NOT EXISTS (SELECT 1 FROM win x WHERE x.pid = s.pid AND x.element_id = f.element_id)
+          AND NOT EXISTS (SELECT 1 FROM conv c WHERE c.pid = s.pid AND c.element_id = f.element_id)
+        ORDER BY s.pid, f.element_id, k.vspec_schema_pattern_id
     ), items AS (
         SELECT w.pid, w.element_id, w.attribute_id, w.val, w.src, w.keys FROM win w
         UNION ALL
@@ -648,6 +716,16 @@ BEGIN
         FROM ps s WHERE s.public_wmi_id IS NOT NULL AND s.my IS NOT NULL
         UNION ALL
         SELECT c.pid, c.element_id, c.val, c.val, 'Conversion', NULL FROM conv c
+        UNION ALL
+        SELECT sp.pid, sp.element_id, sp.attribute_id, NULL, 'Vehicle Specs', NULL FROM spec sp
+        UNION ALL
+        SELECT s.pid, dd.element_id, dd.attribute_id, dd.val, 'Default', NULL
+        FROM ps s
+        JOIN {{schema}}.decode_default dd ON dd.vehicle_type_id = s.vehicle_type_id
+        WHERE s.public_wmi_id IS NOT NULL
+          AND NOT EXISTS (SELECT 1 FROM win w WHERE w.pid = s.pid AND w.element_id = dd.element_id)
+          AND NOT EXISTS (SELECT 1 FROM conv c WHERE c.pid = s.pid AND c.element_id = dd.element_id)
+          AND NOT EXISTS (SELECT 1 FROM spec sp WHERE sp.pid = s.pid AND sp.element_id = dd.element_id)
     ), printed AS (
         SELECT i.pid, de.element_id, de.code, de.output, de.weight,
                bool_or(coalesce(i.val, i.attribute_id, '') <> '') AS filled,
@@ -693,7 +771,7 @@ BEGIN
         JOIN {{schema}}.decode_key dk ON dk.keys = i.keys
         WHERE i.src ILIKE '%pattern%'
         GROUP BY i.pid
-    ), vc AS (
+    ), vc0 AS (
         -- codes 2-5: the characters the WMI's schemas for the year use per position (masks); the
         -- pass's links for a known year are exactly those schemas
         SELECT l.pid, ARRAY[bit_or(sc.masks[1]), bit_or(sc.masks[2]), bit_or(sc.masks[3]), bit_or(sc.masks[4]),
@@ -703,6 +781,13 @@ BEGIN
         JOIN {{schema}}.decode_schema_chars sc ON sc.vin_schema_id = l.vin_schema_id
         WHERE l.my_known
         GROUP BY l.pid
+    ), vc AS (
+        -- the release's WMIYearValidChars cache for the pass's WMI and year wins where it has one
+        SELECT s.pid, coalesce(yc.masks, v0.m) AS m
+        FROM ps s
+        LEFT JOIN vc0 v0 ON v0.pid = s.pid
+        LEFT JOIN {{schema}}.decode_wmi_year_chars yc ON yc.wmi = s.wmi AND yc.year = s.my
+        WHERE v0.pid IS NOT NULL OR yc.wmi IS NOT NULL
     ), res AS MATERIALIZED (  -- its figures are read several times below: computed once
         SELECT s.pid, s.v, s.pno, s.my, s.conclusive, s.public_wmi_id, s.car_lt, s.vehicle_type_id, s.manufacturer_id,
                d.el_weight, coalesce(f.n_pat, 0) AS n_pat, f.body_attr, a.model_attr, a.make_attr,
@@ -773,7 +858,8 @@ BEGIN
                r.my IS NULL AS c11,
                r.invalid <> '' AS c400,
                length(r.v) < 17 AS c6,
-               length(r.v) >= 17 AND substr(r.v, 9, 1) <> {{schema}}.vin_check_digit(r.v, coalesce(r.car_lt, false)) AS c1
+               length(r.v) >= 17 AND substr(r.v, 9, 1) <> {{schema}}.vin_check_digit(r.v, coalesce(r.car_lt, false))
+                   AND NOT EXISTS (SELECT 1 FROM {{schema}}.vin_exception ve WHERE ve.vin = r.v AND ve.check_digit) AS c1
         FROM res2 r
     ), flags2 AS (
         SELECT f.*,

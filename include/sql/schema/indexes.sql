@@ -3,6 +3,8 @@
 -- stands alone (one per line ending in a semicolon), so load.build_keys spreads them over its
 -- connections in this order, the biggest tables first. IF NOT EXISTS: a retried step resumes.
 CREATE UNIQUE INDEX IF NOT EXISTS pattern_pkey ON pattern (pattern_id);
+CREATE UNIQUE INDEX IF NOT EXISTS wmi_year_valid_chars_pkey ON wmi_year_valid_chars (wmi_year_valid_chars_id);
+CREATE INDEX IF NOT EXISTS wmi_year_valid_chars_wmi_year_idx ON wmi_year_valid_chars (wmi, year);
 CREATE UNIQUE INDEX IF NOT EXISTS model_year_pkey ON model_year (make_id, model_year, model_id);
 CREATE INDEX IF NOT EXISTS pattern_schema_element_idx ON pattern (vin_schema_id, element_id);
 CREATE INDEX IF NOT EXISTS pattern_element_idx ON pattern (element_id);
@@ -28,3 +30,17 @@ CREATE UNIQUE INDEX IF NOT EXISTS engine_model_pattern_pkey ON engine_model_patt
 CREATE INDEX IF NOT EXISTS engine_model_pattern_engine_idx ON engine_model_pattern (engine_model_id);
 CREATE UNIQUE INDEX IF NOT EXISTS conversion_pkey ON conversion (conversion_id);
 CREATE UNIQUE INDEX IF NOT EXISTS lookup_pkey ON lookup (lookup_table, lookup_id);
+CREATE UNIQUE INDEX IF NOT EXISTS vin_exception_pkey ON vin_exception (vin_exception_id);
+CREATE INDEX IF NOT EXISTS vin_exception_vin_idx ON vin_exception (vin);
+CREATE UNIQUE INDEX IF NOT EXISTS wmi_year_valid_chars_exception_pkey ON wmi_year_valid_chars_exception (exception_id);
+CREATE UNIQUE INDEX IF NOT EXISTS default_value_pkey ON default_value (default_value_id);
+CREATE UNIQUE INDEX IF NOT EXISTS error_code_pkey ON error_code (error_code_id);
+CREATE UNIQUE INDEX IF NOT EXISTS vin_descriptor_pkey ON vin_descriptor (vin_descriptor_id);
+CREATE UNIQUE INDEX IF NOT EXISTS vin_descriptor_descriptor_key ON vin_descriptor (descriptor);
+CREATE UNIQUE INDEX IF NOT EXISTS vehicle_spec_schema_pkey ON vehicle_spec_schema (vehicle_spec_schema_id);
+CREATE UNIQUE INDEX IF NOT EXISTS vehicle_spec_schema_model_pkey ON vehicle_spec_schema_model (vehicle_spec_schema_model_id);
+CREATE INDEX IF NOT EXISTS vehicle_spec_schema_model_model_idx ON vehicle_spec_schema_model (model_id);
+CREATE UNIQUE INDEX IF NOT EXISTS vehicle_spec_schema_year_pkey ON vehicle_spec_schema_year (vehicle_spec_schema_year_id);
+CREATE UNIQUE INDEX IF NOT EXISTS vspec_schema_pattern_pkey ON vspec_schema_pattern (vspec_schema_pattern_id);
+CREATE UNIQUE INDEX IF NOT EXISTS vehicle_spec_pattern_pkey ON vehicle_spec_pattern (vehicle_spec_pattern_id);
+CREATE INDEX IF NOT EXISTS vehicle_spec_pattern_vsp_idx ON vehicle_spec_pattern (vspec_schema_pattern_id);

@@ -97,6 +97,68 @@ CREATE TABLE conversion (
     to_element_id   integer NOT NULL,
     formula         text    NOT NULL
 );
+-- The decoding tables of NHTSA's complete release, optional in the source (the pruned snapshots
+-- lack them: empty here, and the decoder falls back). docs/DECODER.md says what each changes.
+CREATE TABLE vin_exception (             -- VINs whose wrong check digit is accepted (no error 1)
+    vin_exception_id integer NOT NULL,
+    vin              text    NOT NULL,
+    check_digit      boolean NOT NULL DEFAULT false
+);
+CREATE TABLE wmi_year_valid_chars (      -- NHTSA's cache of the characters per WMI, year, position
+    wmi_year_valid_chars_id integer NOT NULL,
+    wmi                     text    NOT NULL,
+    year                    integer NOT NULL,
+    position                integer,
+    valid_char              text
+);
+CREATE TABLE wmi_year_valid_chars_exception (  -- WMIs whose cache rows are not used
+    exception_id integer NOT NULL,
+    wmi          text    NOT NULL
+);
+CREATE TABLE default_value (             -- "Not Applicable" and other defaults per vehicle type
+    default_value_id integer NOT NULL,
+    element_id       integer NOT NULL,
+    vehicle_type_id  integer NOT NULL,
+    default_value    text
+);
+CREATE TABLE error_code (                -- names and weights of the error codes
+    error_code_id         integer NOT NULL,
+    error_code_name       text    NOT NULL,
+    additional_error_text text,
+    weight                integer
+);
+CREATE TABLE vin_descriptor (            -- model-year overrides per VIN descriptor
+    vin_descriptor_id integer NOT NULL,
+    descriptor        text    NOT NULL,
+    model_year        integer NOT NULL
+);
+CREATE TABLE vehicle_spec_schema (       -- model-level spec sheets (VehicleSpec*)
+    vehicle_spec_schema_id integer NOT NULL,
+    make_id                integer NOT NULL,
+    vehicle_type_id        integer,
+    tobe_qced              boolean NOT NULL DEFAULT false
+);
+CREATE TABLE vehicle_spec_schema_model (
+    vehicle_spec_schema_model_id integer NOT NULL,
+    vehicle_spec_schema_id       integer NOT NULL,
+    model_id                     integer NOT NULL
+);
+CREATE TABLE vehicle_spec_schema_year (
+    vehicle_spec_schema_year_id integer NOT NULL,
+    vehicle_spec_schema_id      integer NOT NULL,
+    year                        integer NOT NULL
+);
+CREATE TABLE vspec_schema_pattern (
+    vspec_schema_pattern_id integer NOT NULL,
+    vehicle_spec_schema_id  integer NOT NULL
+);
+CREATE TABLE vehicle_spec_pattern (
+    vehicle_spec_pattern_id integer NOT NULL,
+    vspec_schema_pattern_id integer NOT NULL,
+    is_key                  boolean NOT NULL DEFAULT false,
+    element_id              integer NOT NULL,
+    attribute_id            text    NOT NULL
+);
 -- Every vPIC lookup table named by Element.LookupTable (BodyStyle, DriveType, FuelType,
 -- Transmission, Country, VehicleType, ...) except Make, Model and Manufacturer, in one table.
 CREATE TABLE lookup (

