@@ -480,6 +480,8 @@ def cleanup(conn: psycopg.Connection, grace_s: float | None = None) -> None:
     """Drop every version other than live and previous, and the pre-store layout's schemas.
     Never fails the run: what cannot be dropped now (a reader holds a transaction open for
     minutes) is logged and dropped by the next run. `grace_s`: DETACH_GRACE_S unless given."""
+    if conn.execute("SELECT to_regclass('vehicles_store.version')").fetchone()[0] is None:  # type: ignore[index]
+        return  # nothing was ever promoted here
     live, previous = control(conn)
     rows = conn.execute(
         "SELECT v.version, n.nspname FROM vehicles_store.version v LEFT JOIN pg_namespace n ON n.oid = v.schema_oid "
