@@ -64,8 +64,16 @@ def test_dropdown_makes_order_and_filter_in_custom_and_generic_plans(cat: psycop
 
 def test_options_only_when_a_vin_could_decode_to_both(cat: psycopg.Connection) -> None:
     """A constructed schema: two models told apart by position 4, each with its own trim and engine."""
+    from vehicle_etl.platform_db import render, sql_file, sql_files
+
+    # The live catalog's tables are views over the version store: the test edits the live
+    # version's own tables (vehicles_v<N>, where inserted rows take the version's number by default)
+    # and calls the functions installed over them, all in a transaction that is rolled back.
     with cat.transaction():
-        cat.execute("SET LOCAL search_path = vehicles")
+        flat = f"vehicles_v{cat.execute('SELECT live FROM vehicles_store.control').fetchone()[0]}"  # type: ignore[index]
+        cat.execute(f"SET LOCAL search_path = {flat}, public")
+        for path in sql_files("functions"):
+            cat.execute(render(path.read_text(), flat).encode())
         w = cat.execute("SELECT wmi_id FROM decode_wmi WHERE public_availability_date <= now() "
                         "AND single_make_id IS NOT NULL ORDER BY wmi LIMIT 1").fetchone()[0]  # type: ignore[index]
         make = cat.execute("SELECT single_make_id FROM decode_wmi WHERE wmi_id = %s", (w,)).fetchone()[0]  # type: ignore[index]
@@ -83,19 +91,18 @@ def test_options_only_when_a_vin_could_decode_to_both(cat: psycopg.Connection) -
         for pid, keys, el, attr in rows:
             cat.execute("INSERT INTO pattern VALUES (%s, 990001, %s, %s, %s, now(), now())", (pid, keys, el, attr))
         # rebuild the derived tables from the edited catalog, in this transaction only
-        from vehicle_etl.platform_db import sql_file
         from vehicle_etl.spec import DERIVED_TABLES
         cat.execute(f"DROP TABLE {', '.join(DERIVED_TABLES)} CASCADE")
         from vehicle_etl.load import DERIVE_STEPS
         for name, _ in DERIVE_STEPS:
-            cat.execute(sql_file(f"derive/{name}.sql").replace("{{schema}}", "vehicles").encode())
-        trims_a = {r[3] for r in cat.execute("SELECT * FROM vehicles.dropdown_trims(%s, 990001, 2021)", (make,))}
-        trims_b = {r[3] for r in cat.execute("SELECT * FROM vehicles.dropdown_trims(%s, 990002, 2021)", (make,))}
-        eng_a = {r[4] for r in cat.execute("SELECT * FROM vehicles.dropdown_engines(%s, 990001, 2021)", (make,))}
-        eng_b = {r[4] for r in cat.execute("SELECT * FROM vehicles.dropdown_engines(%s, 990002, 2021)", (make,))}
+            cat.execute(render(sql_file(f"derive/{name}.sql"), flat).encode())
+        trims_a = {r[3] for r in cat.execute(f"SELECT * FROM {flat}.dropdown_trims(%s, 990001, 2021)", (make,))}
+        trims_b = {r[3] for r in cat.execute(f"SELECT * FROM {flat}.dropdown_trims(%s, 990002, 2021)", (make,))}
+        eng_a = {r[4] for r in cat.execute(f"SELECT * FROM {flat}.dropdown_engines(%s, 990001, 2021)", (make,))}
+        eng_b = {r[4] for r in cat.execute(f"SELECT * FROM {flat}.dropdown_engines(%s, 990002, 2021)", (make,))}
         other_year = cat.execute(
-            "SELECT count(*) FROM vehicles.dropdown_trims(%s, 990001, 2022)", (make,)).fetchone()[0]  # type: ignore[index]
-        models = {r[3] for r in cat.execute("SELECT * FROM vehicles.dropdown_models(%s, 2021)", (make,))}
+            f"SELECT count(*) FROM {flat}.dropdown_trims(%s, 990001, 2022)", (make,)).fetchone()[0]  # type: ignore[index]
+        models = {r[3] for r in cat.execute(f"SELECT * FROM {flat}.dropdown_models(%s, 2021)", (make,))}
         cat.execute("ROLLBACK")  # leave the shared catalog as it was
     assert trims_a == {"Alpha Trim", "Every Trim"}
     assert trims_b == {"Beta Trim", "Every Trim"}
