@@ -32,6 +32,11 @@ STANDBY_KINDS = ["decode_vin"] * 7 + ["dropdown_makes"] * 4 + ["dropdown_models"
                                                                  "plain_select", "every_table", "prepared_sql"]
 
 
+# Not in the default run: it fails on main (standby readers canceled by a snapshot conflict since the
+# merge of the complete-release tables); kept runnable so the open issue 11 can be worked on.
+pytestmark = pytest.mark.standby_open
+
+
 @pytest.fixture(scope="module")
 def pair() -> Iterator[StandbyPair]:
     cluster = StandbyPair()
