@@ -103,7 +103,24 @@ class StandbyPair:
                 time.sleep(0.05)
         return time.monotonic() - started
 
+    def _dump_relations(self, folder: Path) -> None:
+        """The primary's relation OIDs by name, per database: the servers' logs name relations by
+        OID only (e.g. a lock wait), and the servers are gone when the logs are read."""
+        with psycopg.connect(self.dsn("primary"), autocommit=True) as c:
+            dbs = [r[0] for r in c.execute("SELECT datname FROM pg_database WHERE NOT datistemplate")]
+        with open(folder / "relations.txt", "w") as out:
+            for db in dbs:
+                with psycopg.connect(self.dsn("primary", db), autocommit=True) as c:
+                    for oid, name in c.execute("SELECT c.oid, c.oid::regclass::text FROM pg_class c "
+                                               "WHERE c.oid >= 16384 ORDER BY 1"):
+                        out.write(f"{db}\t{oid}\t{name}\n")
+
     def stop(self) -> None:
+        keep = os.environ.get("VEHICLE_ETL_KEEP_STANDBY_LOGS")  # a folder: the servers' logs are copied there
+        if keep and self.procs.get("primary") is not None and self.procs["primary"].poll() is None:
+            Path(keep).mkdir(parents=True, exist_ok=True)
+            with contextlib.suppress(psycopg.Error):
+                self._dump_relations(Path(keep))
         for name in ("standby", "primary"):
             proc = self.procs.pop(name, None)
             if proc is None or proc.poll() is not None:
@@ -117,7 +134,6 @@ class StandbyPair:
                     break
                 except subprocess.TimeoutExpired:
                     continue
-        keep = os.environ.get("VEHICLE_ETL_KEEP_STANDBY_LOGS")  # a folder: the servers' logs are copied there
         if keep:
             Path(keep).mkdir(parents=True, exist_ok=True)
             for log in self.root.glob("*.log"):

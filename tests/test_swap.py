@@ -220,6 +220,57 @@ def test_versions_older_than_previous_are_dropped(catalog: tuple[str, Settings])
     assert partitions == 2 * len(parents)
 
 
+def _locked_in(reader: psycopg.Connection, vin: str, schema: str) -> list[str]:
+    """The relations of `schema` that one decode_vin call of `reader` locks (its cached plans)."""
+    with reader.transaction():
+        reader.execute("SELECT vehicles.decode_vin(%s)", (vin,))
+        return [r[0] for r in reader.execute(
+            "SELECT l.relation::regclass::text FROM pg_locks l JOIN pg_class c ON c.oid = l.relation "
+            "WHERE l.pid = pg_backend_pid() AND c.relnamespace = %s::regnamespace", (schema,))]
+
+
+def test_a_plan_made_with_a_snapshot_from_before_the_mark_is_invalidated_before_the_drop(
+        catalog: tuple[str, Settings], monkeypatch: pytest.MonkeyPatch) -> None:
+    """The race behind issue 11's standby cancels, made deterministic: a reader whose snapshot
+    predates the mark re-plans (the mark invalidated its plans) with the marked partitions still in
+    and caches that generic plan, which later statements reuse. The cleanup's second visit must
+    invalidate it before FINALIZE and DROP take ACCESS EXCLUSIVE there (swap.PLAN_SETTLE_S)."""
+    monkeypatch.setattr(swap, "DETACH_GRACE_S", 3600.0)  # mark only, drop on a later visit
+    db, _ = catalog
+    with psycopg.connect(dsn(db), autocommit=True) as conn, psycopg.connect(dsn(db), autocommit=True) as reader:
+        vin = Inputs.load(conn).vins[0]
+        promote_copy(conn)
+        promote_copy(conn)
+        swap.cleanup(conn, grace_s=0)  # only live and previous remain, nothing marked
+        old = swap.control(conn)[1]  # previous now: the next promotion marks it
+        old_schema = swap.version_schema(old)  # type: ignore[arg-type]
+        for _ in range(3):
+            reader.execute("SELECT vehicles.decode_vin(%s)", (vin,))
+        reader.execute("BEGIN ISOLATION LEVEL REPEATABLE READ")
+        reader.execute("SELECT 1")  # the snapshot, taken before the mark
+        promote_copy(conn)  # flips and marks version `old` detached
+        assert conn.execute("SELECT detach_started IS NOT NULL FROM vehicles_store.version WHERE version = %s",
+                            (old,)).fetchone() == (True,)
+        reader.execute("SELECT vehicles.decode_vin(%s)", (vin,))  # re-plans with the old snapshot
+        reader.execute("COMMIT")
+        # the precondition: PostgreSQL (15) keeps that plan, with the marked partitions in it
+        assert _locked_in(reader, vin, old_schema), "the race did not happen: nothing to prove"
+        seen_at_finalize: list[list[str]] = []
+        finalize_and_drop = swap._finalize_and_drop
+
+        def first_checks(c: psycopg.Connection, schema: str, table: str, timeout_ms: int) -> None:
+            if not seen_at_finalize:  # what the reader's plans lock when the first FINALIZE begins
+                seen_at_finalize.append(_locked_in(reader, vin, old_schema))
+            finalize_and_drop(c, schema, table, timeout_ms)
+
+        monkeypatch.setattr(swap, "_finalize_and_drop", first_checks)
+        swap.cleanup(conn, grace_s=0)
+        assert seen_at_finalize == [[]]  # re-planned before the finalize: the marked partitions are out
+        assert swap.version_schema(old) not in {  # type: ignore[arg-type]
+            r[0] for r in conn.execute("SELECT nspname FROM pg_namespace")}
+        assert reader.execute("SELECT vehicles.decode_vin(%s)", (vin,)).fetchone()[0]  # type: ignore[index]
+
+
 def test_a_failed_attempt_after_attach_is_released_by_the_next_build(catalog: tuple[str, Settings]) -> None:
     """Staging attached but never flipped (the run died between the steps): rebuilding staging
     detaches it first (dropping an attached partition would lock the parent against readers)."""

@@ -5,7 +5,8 @@ pg_basebackup -R, default standby settings), every server process stopped by PID
 Before the version store, recovery replaying the swap's ACCESS EXCLUSIVE locks deadlocked with
 standby readers (issue 11: 28 errors in 217,760 calls). Now the flip replays as an UPDATE of one
 row; attaching takes ACCESS EXCLUSIVE only on staging tables no reader reads; dropping an old
-version replays one table's lock at a time, on a table no reader reads any more.
+version replays one table's lock at a time, on a table no reader reads and no cached plan names any
+more (the cleanup invalidates such plans first, swap._invalidate_plans).
 """
 
 from __future__ import annotations
@@ -31,10 +32,6 @@ from vehicle_etl.sources import open_source
 STANDBY_KINDS = ["decode_vin"] * 7 + ["dropdown_makes"] * 4 + ["dropdown_models", "dropdown_options",
                                                                  "plain_select", "every_table", "prepared_sql"]
 
-
-# Not in the default run: it fails on main (standby readers canceled by a snapshot conflict since the
-# merge of the complete-release tables); kept runnable so the open issue 11 can be worked on.
-pytestmark = pytest.mark.standby_open
 
 
 @pytest.fixture(scope="module")

@@ -381,7 +381,18 @@ def rollback(
 # cleanup always gives way first (the reader waits less than deadlock_timeout, so it never even
 # runs the deadlock check), and the next visit retries. DROP TABLE of a detached table waits only
 # for that table and its own indexes, under the same bound.
+# Why the mark alone does not keep readers off the partition (found on a hot standby, issue 11):
+# the mark's invalidation makes a reader re-plan, and a reader whose statement snapshot predates the
+# mark re-plans *with* the partition (it is not yet detached for that snapshot) and caches that
+# generic plan; no later invalidation touches it, so weeks later it still locks the partition
+# first (before it could notice anything) and queues behind the replayed ACCESS EXCLUSIVE of the
+# FINALIZE while recovery waits on its snapshot. So the second visit first invalidates every plan
+# that names an old partition (a REVOKE on the partition: it rewrites the partition's pg_class row
+# and takes no lock readers could meet); every plan made from then on is made with
+# a snapshot newer than the mark and leaves the partition out; after PLAN_SETTLE_S (longer than any
+# statement that began before that invalidation) the finalize and drop meet no plan that names it.
 DETACH_GRACE_S = 600.0
+PLAN_SETTLE_S = 3.0
 FINALIZE_ATTEMPTS = 20
 
 
@@ -406,7 +417,7 @@ def _mark_detached(conn: psycopg.Connection, schema: str, table: str, parent: st
     lock_timeout and the second phase is left to FINALIZE, later."""
     with sibling(conn) as blocker, blocker.transaction():
         blocker.execute(sql.SQL("LOCK TABLE {} IN ACCESS SHARE MODE").format(sql.Identifier(STORE_SCHEMA, parent)))
-        conn.execute("SET lock_timeout = '300ms'")
+        conn.execute("SET lock_timeout = '100ms'")  # the first phase waits for no reader; then our sibling
         try:
             conn.execute(sql.SQL("ALTER TABLE {} DETACH PARTITION {} CONCURRENTLY").format(
                 sql.Identifier(STORE_SCHEMA, parent), sql.Identifier(schema, table)))
@@ -416,6 +427,18 @@ def _mark_detached(conn: psycopg.Connection, schema: str, table: str, parent: st
             conn.execute("RESET lock_timeout")
     if not _partition_state(conn, schema, table)[1] and _partition_state(conn, schema, table)[0]:
         raise SwapError(f"{schema}.{table} could not be marked detached")
+
+
+def _invalidate_plans(conn: psycopg.Connection, schema: str, tables: list[str], timeout_ms: int) -> None:
+    """Invalidate, on the primary and (by replay) on every standby, each cached plan that names one
+    of these marked partitions (see PLAN_SETTLE_S). A REVOKE rewrites the partition's pg_class row
+    (even when it revokes nothing), whose relcache invalidation drops every plan that lists it;
+    ALTER TABLE is refused on a partition with an incomplete detach. Nobody reads an old version's
+    partition directly, so revoking PUBLIC's rights changes nothing else."""
+    with conn.transaction():
+        conn.execute(sql.SQL("SET LOCAL lock_timeout = {}").format(sql.Literal(f"{timeout_ms}ms")))
+        for table in tables:
+            conn.execute(sql.SQL("REVOKE ALL ON TABLE {} FROM PUBLIC").format(sql.Identifier(schema, table)))
 
 
 def _finalize_and_drop(conn: psycopg.Connection, schema: str, table: str, timeout_ms: int) -> None:
@@ -465,6 +488,9 @@ def _drop_version(conn: psycopg.Connection, version: int, schema: str, *, force:
         if not force and attached and not (row and row[1]):
             return False  # within the grace period
         timeout_ms = _cleanup_timeout_ms(conn)
+        if not force and attached:
+            _invalidate_plans(conn, schema, [t for t, _ in attached], timeout_ms)
+            time.sleep(min(PLAN_SETTLE_S, grace))  # no grace configured: no wait for statements either
         for table in tables:
             _finalize_and_drop(conn, schema, table, timeout_ms)
     except (psycopg.errors.OperationalError, SwapError) as exc:  # lock timeout, canceled: the next run retries
@@ -486,7 +512,12 @@ def cleanup(conn: psycopg.Connection, grace_s: float | None = None) -> None:
     rows = conn.execute(
         "SELECT v.version, n.nspname FROM vehicles_store.version v LEFT JOIN pg_namespace n ON n.oid = v.schema_oid "
         "WHERE v.version IS DISTINCT FROM %s AND v.version IS DISTINCT FROM %s ORDER BY 1", (live, previous)).fetchall()
+    marked = {r[0] for r in conn.execute("SELECT version FROM vehicles_store.version WHERE detach_started IS NOT NULL")}
     for version, schema in rows:
+        if marked and version not in marked and schema not in (None, STAGING_SCHEMA):
+            # PostgreSQL allows one pending detach per parent: this one is marked once those are dropped
+            log.info("version %d waits until version(s) %s are dropped", version, sorted(marked))
+            continue
         if schema == STAGING_SCHEMA:
             continue  # attached but never flipped: release_staging handles it before staging is rebuilt
         if schema is None:
@@ -495,6 +526,7 @@ def cleanup(conn: psycopg.Connection, grace_s: float | None = None) -> None:
             continue
         if _drop_version(conn, version, schema, grace_s=grace_s):
             log.info("dropped version %d (%s)", version, schema)
+            marked.discard(version)
     for schema in (f"{LIVE_SCHEMA}_legacy", f"{PREVIOUS_SCHEMA}_legacy"):
         if schema_exists(conn, schema):
             try:
