@@ -38,15 +38,17 @@ def main() -> int:
     p.add_argument("--repeat", type=int, default=1, help="time gate 2 this many times (first includes the GX import)")
     args = p.parse_args()
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s %(message)s")
-    for name in ("vehicle_etl.quality", "vehicle_etl.gx_suite"):  # their phase timings
+    for name in ("vehicle_etl.quality.gate", "vehicle_etl.quality.gx_suite"):  # their phase timings
         logging.getLogger(name).setLevel(logging.INFO)
 
     import psycopg
     from conftest import create_database, drop_database, dsn, full_snapshot, settings_for
 
-    from vehicle_etl import diff, pipeline, quality
+    from vehicle_etl import pipeline
     from vehicle_etl.config import STAGING_SCHEMA, Settings
     from vehicle_etl.platform_db import schema_tables
+    from vehicle_etl.quality import gate as quality
+    from vehicle_etl.release import diff
 
     source = args.source
     if source is None and not args.reuse:

@@ -83,8 +83,9 @@ def build_catalog(dbname: str, source_url: str, info: tuple[str, str, str] | Non
     `info`: the (release, source, run_id) row of catalog_info, written into staging before the
     promotion as the pipeline's swap step does (live catalog tables are views over the version
     store: a row goes live with its version, it cannot be inserted into live afterwards)."""
-    from vehicle_etl import load, swap
-    from vehicle_etl.sources import open_source
+    from vehicle_etl.release import swap
+    from vehicle_etl.source.connect import open_source
+    from vehicle_etl.staging import load
 
     with psycopg.connect(dsn(dbname), autocommit=True) as conn:
         load.prepare_staging(conn)

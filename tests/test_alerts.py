@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from vehicle_etl import alerts
+from vehicle_etl.notify import alerts
 
 CHECKS = [
     {"name": "min_rows_make", "passed": True, "observed": 4, "threshold": 1, "blocking": True, "detail": ""},
@@ -142,7 +142,7 @@ def test_webhook_payload_is_slack_text() -> None:
 
 
 def test_importing_alerts_does_not_import_airflow_or_gx() -> None:
-    code = ("import sys, vehicle_etl.alerts; "
+    code = ("import sys, vehicle_etl.notify.alerts; "
             "bad = [m for m in sys.modules if m.split('.')[0] in ('airflow', 'great_expectations')]; "
             "print(bad); sys.exit(1 if bad else 0)")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)

@@ -12,8 +12,8 @@ from collections.abc import Iterator
 import pytest
 import redis
 
-from vehicle_etl import cache
 from vehicle_etl.errors import EtlError
+from vehicle_etl.notify import cache
 
 REDIS_URL = "redis://127.0.0.1:6379/0"
 

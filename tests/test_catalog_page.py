@@ -1,4 +1,4 @@
-"""The operator's page (vehicle_etl/catalog_page.py) against a real platform database built by the
+"""The operator's page (vehicle_etl/serving/catalog_page.py) against a real platform database built by the
 pipeline's own path: what it shows, that it only reads, and that it escapes what the data says.
 
 The page inside a real Airflow api-server, in a real browser: tests/test_catalog_page_browser.py.
@@ -18,10 +18,11 @@ import pytest
 from conftest import create_database, drop_database, settings_for
 from fastapi.testclient import TestClient
 
-from vehicle_etl import catalog_page, pipeline
-from vehicle_etl.catalog_page import PageError, clean_vin, create_app, gate_table, read_only
+from vehicle_etl import pipeline
 from vehicle_etl.config import SAMPLE_DB, Settings
 from vehicle_etl.platform_db import connect
+from vehicle_etl.serving import catalog_page
+from vehicle_etl.serving.catalog_page import PageError, clean_vin, create_app, gate_table, read_only
 
 GOLDEN_VIN = "19XCY1F20RA000001"  # HONDA Accord 2024 (tests/golden_sample.csv), in the sample
 HOSTILE = '<script>window.__pwned = 1</script><img src=x onerror="window.__pwned = 2">'

@@ -15,11 +15,15 @@ import pytest
 from conftest import create_database, drop_database, dsn
 from psycopg import sql
 
-from vehicle_etl import history, load, pipeline, quality, restore
+from vehicle_etl import pipeline
 from vehicle_etl.config import PROJECT_ROOT, SAMPLE_DB, STAGING_SCHEMA, Settings, platform_conninfo
-from vehicle_etl.restore import Backup
-from vehicle_etl.sources import open_source
+from vehicle_etl.quality import gate as quality
+from vehicle_etl.release import history
+from vehicle_etl.source import restore
+from vehicle_etl.source.connect import open_source
+from vehicle_etl.source.restore import Backup
 from vehicle_etl.spec import COMPLETE_RELEASE_ONLY, LOADED_TABLES, TABLES
+from vehicle_etl.staging import load
 
 _spec = importlib.util.spec_from_file_location("synthesize_release", PROJECT_ROOT / "scripts" / "synthesize_release.py")
 assert _spec and _spec.loader

@@ -160,7 +160,7 @@ def test_platform_api(compose: dict[str, Any]) -> None:
     test = " ".join(svc["healthcheck"]["test"])
     assert "--fail" in test and f"http://localhost:{port}/api/vehicles/health" in test
     assert svc["depends_on"] == {"mvp-platform-database": {"condition": "service_healthy"}}
-    from vehicle_etl.vpic_api.app import create_app
+    from vehicle_etl.serving.vpic_api.app import create_app
 
     paths = {r.path for r in create_app("").routes}  # type: ignore[attr-defined]
     assert "/api/vehicles/health" in paths

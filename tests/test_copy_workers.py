@@ -1,4 +1,4 @@
-"""COPY worker processes (vehicle_etl.copy_pool / copy_worker) against real PostgreSQL.
+"""COPY worker processes (vehicle_etl.staging.copy_pool / copy_worker) against real PostgreSQL.
 
 The load runs with workers=2 from a process set up the way Airflow's task supervisor sets up a
 task: a `__main__` that must never be re-imported (Airflow's entry point) and a metadata database
@@ -25,10 +25,10 @@ import psycopg
 import pytest
 from conftest import create_database, drop_database, dsn
 
-from vehicle_etl import load
 from vehicle_etl.config import SAMPLE_DB
-from vehicle_etl.copy_pool import CopyWorkerError
-from vehicle_etl.sources import open_source
+from vehicle_etl.source.connect import open_source
+from vehicle_etl.staging import load
+from vehicle_etl.staging.copy_pool import CopyWorkerError
 
 # A process like a supervised Airflow task: its __main__ dies when re-imported (multiprocessing's
 # spawn and forkserver children do that: they ran Airflow's entry point, which read the replaced
@@ -40,8 +40,8 @@ TASK_LIKE_MAIN = textwrap.dedent("""
     assert os.environ["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"] == "airflow-db-not-for-children://"
     import logging
     import psycopg
-    from vehicle_etl import load
-    from vehicle_etl.sources import open_source
+    from vehicle_etl.staging import load
+    from vehicle_etl.source.connect import open_source
 
     logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(levelname)s %(name)s %(message)s")
     conninfo, url, batch = sys.argv[1], sys.argv[2], int(sys.argv[3])
@@ -91,7 +91,7 @@ def copy_workers_of(pid: int) -> list[psutil.Process]:
         children = psutil.Process(pid).children()
     except psutil.NoSuchProcess:
         return []
-    return [p for p in children if "vehicle_etl.copy_worker" in " ".join(p.cmdline())]
+    return [p for p in children if "vehicle_etl.staging.copy_worker" in " ".join(p.cmdline())]
 
 
 def test_load_with_two_workers_inside_a_task_like_process(empty_db: str, task_like) -> None:

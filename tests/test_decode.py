@@ -9,10 +9,10 @@ import psycopg
 import pytest
 from conftest import SHARED, build_catalog, create_database, drop_database, dsn
 
-from vehicle_etl import decode as dec
-from vehicle_etl import load
 from vehicle_etl.config import PROJECT_ROOT
-from vehicle_etl.sources import open_source
+from vehicle_etl.serving import decode as dec
+from vehicle_etl.source.connect import open_source
+from vehicle_etl.staging import load
 
 GOLDEN_SAMPLE = PROJECT_ROOT / "tests" / "golden_sample.csv"
 DEV_VINS = SHARED / "data" / "vin_ground_truth" / "dev_vins.csv"

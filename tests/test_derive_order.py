@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import re
 
-from vehicle_etl.load import DERIVE_STEPS
 from vehicle_etl.platform_db import sql_files
 from vehicle_etl.spec import DERIVED_TABLES
+from vehicle_etl.staging.load import DERIVE_STEPS
 
 
 def _tables_built_and_read() -> tuple[dict[str, str], dict[str, set[str]]]:

@@ -7,9 +7,9 @@ import json
 import psycopg
 import pytest
 
-from vehicle_etl import diff, history
 from vehicle_etl.config import Settings
 from vehicle_etl.platform_db import connect, run_in_schema, sql_file
+from vehicle_etl.release import diff, history
 
 LIVE_ROWS = """
 INSERT INTO make (make_id, make_name) VALUES (1, 'HONDA'), (2, 'TESLA'), (3, 'OLDMAKE');
@@ -137,7 +137,7 @@ def test_breaking_for_the_app(catalogs: Settings) -> None:
     assert "decode_drift" not in report
     md = diff.to_markdown(report)
     assert "## Breaking for the app: 3" in md and "- 11: Civic → Civic Type R" in md
-    from vehicle_etl import quality
+    from vehicle_etl.quality import gate as quality
 
     check = quality.breaking_check(b)
     assert (check.name, check.passed, check.blocking, check.observed) == ("breaking_changes", False, False, 3)

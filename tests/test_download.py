@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from vehicle_etl import download, restore
-from vehicle_etl.download import DownloadError, NotPublished
 from vehicle_etl.errors import ReleaseError
+from vehicle_etl.source import download, restore
+from vehicle_etl.source.download import DownloadError, NotPublished
 
 BAK = b"TAPE" + bytes(range(256)) * 4000  # an MTF-headed payload, ~1 MB, not very compressible
 

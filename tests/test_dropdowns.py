@@ -93,7 +93,7 @@ def test_options_only_when_a_vin_could_decode_to_both(cat: psycopg.Connection) -
         # rebuild the derived tables from the edited catalog, in this transaction only
         from vehicle_etl.spec import DERIVED_TABLES
         cat.execute(f"DROP TABLE {', '.join(DERIVED_TABLES)} CASCADE")
-        from vehicle_etl.load import DERIVE_STEPS
+        from vehicle_etl.staging.load import DERIVE_STEPS
         for name, _ in DERIVE_STEPS:
             cat.execute(render(sql_file(f"derive/{name}.sql"), flat).encode())
         trims_a = {r[3] for r in cat.execute(f"SELECT * FROM {flat}.dropdown_trims(%s, 990001, 2021)", (make,))}

@@ -10,10 +10,11 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from vehicle_etl import cli, history, pipeline, swap
+from vehicle_etl import cli, pipeline
 from vehicle_etl.config import SAMPLE_DB, Settings
 from vehicle_etl.errors import ConcurrentRunError, EtlError, QualityGateError, SourceError
 from vehicle_etl.platform_db import connect, schema_exists, schema_tables
+from vehicle_etl.release import history, swap
 
 
 def live_checksum(settings: Settings, schema: str = "vehicles") -> dict[str, str]:

@@ -24,10 +24,13 @@ import pytest
 from conftest import create_database, drop_database, dsn, settings_for
 from psycopg import sql
 
-from vehicle_etl import alerts, gx_suite, history, quality
 from vehicle_etl.config import LIVE_SCHEMA, Settings
 from vehicle_etl.errors import EtlError, QualityGateError
+from vehicle_etl.notify import alerts
 from vehicle_etl.platform_db import schema_tables
+from vehicle_etl.quality import gate as quality
+from vehicle_etl.quality import gx_suite
+from vehicle_etl.release import history
 
 
 @dataclass
@@ -311,14 +314,14 @@ def test_default_golden_resolves_the_decoder_lazily(
     gate: Gate, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
     calls: list[tuple[list[str], str]] = []
-    fake = types.ModuleType("vehicle_etl.decode")
+    fake = types.ModuleType("vehicle_etl.serving.decode")
 
     def golden_accuracy(conn: Any, rows: list[dict[str, str]], schema: str) -> Any:
         calls.append(([r["vin"] for r in rows], schema))
         return SimpleNamespace(min_rate=0.9, summary=lambda: "fake", disagreements={})
 
     fake.golden_accuracy = golden_accuracy  # type: ignore[attr-defined]
-    monkeypatch.setitem(sys.modules, "vehicle_etl.decode", fake)
+    monkeypatch.setitem(sys.modules, "vehicle_etl.serving.decode", fake)
     monkeypatch.delenv("VEHICLE_ETL_GOLDEN_CSV", raising=False)
     assert quality.default_golden() is not None  # the shipped regression set is the default
     monkeypatch.setenv("VEHICLE_ETL_GOLDEN_CSV", str(tmp_path / "missing.csv"))
@@ -374,7 +377,7 @@ def test_gx_suite_names_the_broken_rule(gate: Gate, staged: Callable[[str], str]
 
 
 def test_importing_quality_does_not_import_great_expectations() -> None:
-    code = ("import sys, vehicle_etl.quality, vehicle_etl.gx_suite, vehicle_etl.diff; "
+    code = ("import sys, vehicle_etl.quality.gate, vehicle_etl.quality.gx_suite, vehicle_etl.release.diff; "
             "sys.exit(1 if 'great_expectations' in sys.modules else 0)")
     assert subprocess.run([sys.executable, "-c", code], timeout=120).returncode == 0
 

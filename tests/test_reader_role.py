@@ -9,7 +9,7 @@ import pytest
 from conftest import build_catalog, create_database, drop_database, dsn
 from test_decode import VIN
 
-from vehicle_etl.decode import ensure_reader_role
+from vehicle_etl.serving.decode import ensure_reader_role
 
 
 @pytest.fixture(scope="module")

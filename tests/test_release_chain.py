@@ -24,9 +24,9 @@ import psycopg
 import pytest
 from conftest import SHARED, create_database, drop_database, dsn, full_snapshot, settings_for
 
-from vehicle_etl import history
 from vehicle_etl.config import Settings
 from vehicle_etl.errors import QualityGateError
+from vehicle_etl.release import history
 
 pytestmark = pytest.mark.full
 
@@ -163,8 +163,8 @@ def test_diff_2025_10_to_2026_02_breaking_section(chain: Chain) -> None:
     # counted in run history (a warning, never a block) and shown in the Markdown summary
     check = _check(chain.run("r2026_02"), "breaking_changes")
     assert (check["observed"], check["passed"], check["blocking"]) == (b["total"], False, False)
-    from vehicle_etl import alerts
-    from vehicle_etl import diff as diff_mod
+    from vehicle_etl.notify import alerts
+    from vehicle_etl.release import diff as diff_mod
 
     md = diff_mod.to_markdown(diff)
     assert f"## Breaking for the app: {b['total']}" in md and "| Model_ID removed | 104 |" in md
@@ -185,7 +185,7 @@ def test_changed_rows_name_the_fields_that_changed(chain: Chain) -> None:
                 assert c["old"] != c["new"], (name, r)
     make = diff["entities"]["makes"]["examples"]["changed"][0]
     assert make["changes"][0]["field"] == "make_name"
-    from vehicle_etl import diff as diff_mod
+    from vehicle_etl.release import diff as diff_mod
 
     md = diff_mod.to_markdown(diff)
     assert f"make_name {make['changes'][0]['old']} → {make['changes'][0]['new']}" in md

@@ -14,10 +14,12 @@ from pathlib import Path
 import pytest
 from test_alerts import Inbox, Receiver, smtp_server, webhook  # noqa: F401 (fixtures)
 
-from vehicle_etl import history, pipeline, releases, restore
+from vehicle_etl import pipeline, releases
 from vehicle_etl.config import SAMPLE_DB, Settings
 from vehicle_etl.errors import ReleaseError, RestoreError, SourceError
 from vehicle_etl.platform_db import connect, schema_exists
+from vehicle_etl.release import history
+from vehicle_etl.source import restore
 from vehicle_etl.spec import TABLES
 
 NOW = datetime(2026, 12, 2, tzinfo=UTC)

@@ -28,10 +28,11 @@ from conftest import TEST_PG, create_database, drop_database, settings_for
 from psycopg import sql
 from test_pipeline import live_checksum
 
-from vehicle_etl import history, pipeline
+from vehicle_etl import pipeline
 from vehicle_etl.config import SAMPLE_DB, Settings, platform_conninfo
 from vehicle_etl.errors import EtlError, QualityGateError, RestoreError, SourceError
 from vehicle_etl.platform_db import connect
+from vehicle_etl.release import history
 
 CLI = Path(sys.executable).parent / "vehicle-etl"
 LEFTOVER_SCHEMAS = ("vehicles_staging", "vehicles_legacy", "vehicles_previous_legacy")

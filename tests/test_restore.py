@@ -26,10 +26,11 @@ import sqlglot
 from conftest import SAMPLE_DB, create_database, drop_database, dsn, full_snapshot, settings_for
 from sqlglot.tokens import TokenType
 
-from vehicle_etl import extract, releases, restore, spec
+from vehicle_etl import releases, spec
 from vehicle_etl.errors import ReleaseError, RestoreError
-from vehicle_etl.restore import Backup
-from vehicle_etl.sources import open_source
+from vehicle_etl.source import extract, restore
+from vehicle_etl.source.connect import open_source
+from vehicle_etl.source.restore import Backup
 
 # --------------------------------------------------------------------------------------------
 # Helpers: a small vPIC SQLite and an NHTSA-style plain PostgreSQL dump made from it

@@ -2,7 +2,7 @@
 
 - hostile release/source arguments are rejected before any SQL or file access (the platform
   database is pointed at a closed port: any SQL attempt would surface as a connection error);
-- every SQL text with values is parameterised (an AST guard over vehicle_etl/*.py);
+- every SQL text with values is parameterised (an AST guard over vehicle_etl/**/*.py);
 - the decoder and dropdown functions turn hostile values into NHTSA-style errors, never exceptions,
   within a statement_timeout;
 - the app's reader role can call only the documented functions (complements tests/test_reader_role.py);
@@ -27,10 +27,11 @@ from conftest import TEST_PG, build_catalog, create_database, drop_database, dsn
 from psycopg import sql
 from test_decode import VIN
 
-from vehicle_etl import cli, history, pipeline
+from vehicle_etl import cli, pipeline
 from vehicle_etl.config import PROJECT_ROOT, SAMPLE_DB, Settings
-from vehicle_etl.decode import ensure_reader_role
 from vehicle_etl.errors import EtlError, SourceError
+from vehicle_etl.release import history
+from vehicle_etl.serving.decode import ensure_reader_role
 
 CLI = Path(sys.executable).parent / "vehicle-etl"
 PASSWORD = "Pw-Recognisable-9f3b"
@@ -120,7 +121,7 @@ REVIEWED = {
 
 def _fstring_executes() -> list[tuple[str, int, str]]:
     found = []
-    for path in sorted((PROJECT_ROOT / "vehicle_etl").glob("*.py")):
+    for path in sorted((PROJECT_ROOT / "vehicle_etl").rglob("*.py")):
         tree = ast.parse(path.read_text(), str(path))
         for node in ast.walk(tree):
             if not (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)

@@ -11,10 +11,10 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.dialects import mssql, postgresql
 
-from vehicle_etl import extract
 from vehicle_etl.config import SAMPLE_DB
 from vehicle_etl.errors import SourceError
-from vehicle_etl.sources import Source, open_source
+from vehicle_etl.source import extract
+from vehicle_etl.source.connect import Source, open_source
 from vehicle_etl.spec import COMPLETE_RELEASE_ONLY, TABLES, by_source
 
 

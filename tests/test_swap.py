@@ -17,10 +17,11 @@ import pytest
 from conftest import create_database, drop_database, dsn, settings_for
 from swap_readers import Inputs, Readers, stage_copy
 
-from vehicle_etl import pipeline, swap
+from vehicle_etl import pipeline
 from vehicle_etl.config import SAMPLE_DB, Settings
 from vehicle_etl.errors import SwapError
 from vehicle_etl.platform_db import render, run_in_schema, sql_files
+from vehicle_etl.release import swap
 
 ALL_KINDS = ["decode_vin", "decode_vin", "decode_vins", "dropdown_makes", "dropdown_models", "dropdown_options",
              "plain_select", "plain_select", "every_table", "prepared_sql"]
@@ -244,8 +245,8 @@ def test_upgrade_from_the_layout_before_the_store(tmp_path: Path) -> None:
     name = create_database("vetl_swap_legacy")
     try:
         with psycopg.connect(dsn(name), autocommit=True) as conn:
-            from vehicle_etl import load
-            from vehicle_etl.sources import open_source
+            from vehicle_etl import staging as load
+            from vehicle_etl.source.connect import open_source
 
             load.prepare_staging(conn)
             load.extract_load(open_source(f"sqlite:///{SAMPLE_DB}"), dsn(name), 20000)

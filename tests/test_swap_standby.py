@@ -20,9 +20,10 @@ from conftest import SAMPLE_DB
 from standby_cluster import StandbyPair
 from swap_readers import Inputs, Readers, stage_copy
 
-from vehicle_etl import load, swap
-from vehicle_etl.decode import ensure_reader_role
-from vehicle_etl.sources import open_source
+from vehicle_etl import staging as load
+from vehicle_etl.release import swap
+from vehicle_etl.serving.decode import ensure_reader_role
+from vehicle_etl.source.connect import open_source
 
 # The app's calls (short statements). decode_vins with 500 VINs runs for seconds on this machine:
 # with hot_standby_feedback off, a standby statement that long is canceled by PostgreSQL itself

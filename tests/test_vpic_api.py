@@ -31,9 +31,9 @@ import pytest
 from conftest import TEST_PG, build_catalog, create_database, drop_database, dsn
 from starlette.testclient import TestClient
 
-from vehicle_etl.decode import ensure_reader_role
-from vehicle_etl.vpic_api import release_channel
-from vehicle_etl.vpic_api.app import create_app
+from vehicle_etl.serving.decode import ensure_reader_role
+from vehicle_etl.serving.vpic_api import release_channel
+from vehicle_etl.serving.vpic_api.app import create_app
 
 FIXTURES = Path(__file__).parent / "data" / "nhtsa"
 VIN = "5YJ3A1E12HF000001"  # Tesla Model 3 2017, in the sample
@@ -517,8 +517,8 @@ def test_cache_answers_repeats_without_the_database_and_keeps_at_most_its_bound(
 
 
 def test_answer_cache_bound_in_bytes() -> None:
-    from vehicle_etl.vpic_api.answer_cache import Answer, AnswerCache
-    from vehicle_etl.vpic_api.catalog import Version
+    from vehicle_etl.serving.vpic_api.answer_cache import Answer, AnswerCache
+    from vehicle_etl.serving.vpic_api.catalog import Version
 
     v = Version("r", "run", None)
     cache = AnswerCache(max_bytes=64 * 1024)
@@ -538,8 +538,9 @@ def test_answer_cache_bound_in_bytes() -> None:
 @pytest.fixture
 def two_releases(sample_url: str, tmp_path: Path) -> Iterator[str]:
     """A database with release sample-a as previous and sample-b live; B's make 441 is 'Tesla B'."""
-    from vehicle_etl import history, load, swap
-    from vehicle_etl.sources import open_source
+    from vehicle_etl.release import history, swap
+    from vehicle_etl.source.connect import open_source
+    from vehicle_etl.staging import load
 
     name = create_database("vetl_api_swap")
     try:

@@ -81,9 +81,9 @@ def metadata_connect_args(sql_alchemy_conn: str) -> dict[str, Any]:
 def on_task_failure(context: dict[str, Any]) -> None:
     """on_failure_callback for every task: alerts (e-mail, webhook); never raises."""
     try:
-        from vehicle_etl import alerts
+        from vehicle_etl.notify import alerts
     except ImportError:
-        log.error("task failed and vehicle_etl.alerts is unavailable; no alert sent")
+        log.error("task failed and vehicle_etl.notify.alerts is unavailable; no alert sent")
         return
     try:
         alerts.on_task_failure(context)

@@ -66,8 +66,8 @@ def _breaking_line(summary: dict[str, Any]) -> list[str]:
 
 
 def cmd_status(args: argparse.Namespace, settings: Settings) -> int:
-    from vehicle_etl import history
     from vehicle_etl.platform_db import connect
+    from vehicle_etl.release import history
 
     try:
         with connect(settings) as conn:
@@ -84,9 +84,9 @@ def cmd_status(args: argparse.Namespace, settings: Settings) -> int:
 
 def cmd_summary(args: argparse.Namespace, settings: Settings) -> int:
     """The latest run in a few lines (what `make run` prints at the end)."""
-    from vehicle_etl import history
     from vehicle_etl.config import platform_conninfo
     from vehicle_etl.platform_db import connect
+    from vehicle_etl.release import history
 
     with connect(settings) as conn:
         runs = history.recent_runs(conn, 1)
@@ -144,13 +144,13 @@ def _platform_only(settings: Settings) -> list[tuple[str, bool | None, str]]:
 
 
 def cmd_decode(args: argparse.Namespace, settings: Settings) -> int:
-    from vehicle_etl import decode
+    from vehicle_etl.serving import decode
 
     return decode.cli_decode(settings, args.vins, args.json)
 
 
 def cmd_diff(args: argparse.Namespace, settings: Settings) -> int:
-    from vehicle_etl import diff
+    from vehicle_etl.release import diff
 
     return diff.cli_diff(settings, args.run, as_json=args.json)
 
@@ -158,10 +158,10 @@ def cmd_diff(args: argparse.Namespace, settings: Settings) -> int:
 def cmd_cleanup(args: argparse.Namespace, settings: Settings) -> int:
     from psycopg import sql
 
-    from vehicle_etl import swap
     from vehicle_etl.config import STAGING_SCHEMA
     from vehicle_etl.pipeline import run_lock
     from vehicle_etl.platform_db import connect
+    from vehicle_etl.release import swap
 
     with run_lock(settings), connect(settings, autocommit=True) as conn:
         swap.release_staging(conn)  # what an unfinished swap attached: detached first, never locking readers
@@ -173,7 +173,7 @@ def cmd_cleanup(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
-    from vehicle_etl.vpic_api.server import serve
+    from vehicle_etl.serving.vpic_api.server import serve
 
     return serve(settings, args.host, args.port)
 

@@ -38,7 +38,7 @@ class _Skip(Exception):
 
 def check_sql_server(timeout: int = 10) -> Check:
     """The Airflow connection restores run through (VPIC_MSSQL_CONN_ID, default mssql_source)."""
-    from vehicle_etl import restore
+    from vehicle_etl.source import restore
 
     explicit = _env("VPIC_MSSQL_CONN_ID")
     conn_id = explicit or restore.DEFAULT_MSSQL_CONN_ID
@@ -94,7 +94,7 @@ def check_platform(settings: Settings) -> Check:
 
 def check_source(settings: Settings) -> Check:
     """The configured vPIC source (VPIC_SOURCE_URL or VPIC_SOURCE_CONN_ID), when one is configured."""
-    from vehicle_etl.sources import open_source, url_from_airflow_connection
+    from vehicle_etl.source.connect import open_source, url_from_airflow_connection
 
     def run() -> str:
         if settings.source_url:
@@ -123,7 +123,7 @@ def check_source_postgres(settings: Settings) -> Check:
                         "platform server)")
         import psycopg
 
-        from vehicle_etl.restore import libpq_params, pg_sqlalchemy_url
+        from vehicle_etl.source.restore import libpq_params, pg_sqlalchemy_url
 
         params = libpq_params(target)
         shown = pg_sqlalchemy_url(params).render_as_string(hide_password=True)
@@ -143,7 +143,7 @@ def check_source_postgres(settings: Settings) -> Check:
 
 
 def check_redis() -> Check:
-    from vehicle_etl.cache import redis_url, safe_url
+    from vehicle_etl.notify.cache import redis_url, safe_url
 
     def run() -> str:
         url = redis_url()

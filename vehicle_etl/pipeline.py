@@ -22,7 +22,7 @@ from typing import Any
 import psycopg
 from sqlalchemy.engine import make_url
 
-from vehicle_etl import history, id_history, load, quality, releases, swap
+from vehicle_etl import releases
 from vehicle_etl.config import (
     LIVE_SCHEMA,
     PREVIOUS_SCHEMA,
@@ -34,9 +34,12 @@ from vehicle_etl.config import (
 )
 from vehicle_etl.errors import ConcurrentRunError, EtlError, SourceError
 from vehicle_etl.platform_db import connect, schema_exists, sibling, table_counts
-from vehicle_etl.sources import Source, open_source, url_from_airflow_connection
+from vehicle_etl.quality import gate as quality
+from vehicle_etl.release import history, id_history, swap
+from vehicle_etl.serving.vpic_api import release_channel
+from vehicle_etl.source.connect import Source, open_source, url_from_airflow_connection
 from vehicle_etl.spec import DERIVED_TABLES, LOADED_TABLES, TABLES
-from vehicle_etl.vpic_api import release_channel
+from vehicle_etl.staging import load
 
 log = logging.getLogger(__name__)
 
@@ -106,7 +109,7 @@ def source_ref(settings: Settings, source: str | None, release: str | None, *,
     if validate_source(source):
         return SourceRef(source, release)
     if settings.backups_dir is not None:
-        from vehicle_etl import download, restore
+        from vehicle_etl.source import download, restore
 
         # Optional (VPIC_DOWNLOAD_BASE_URL): fetch the named or newest release into the folder first
         # (not for a backfill run without a release: it takes what the folder holds for its month).
@@ -203,7 +206,7 @@ def open_ref(settings: Settings, ref: SourceRef) -> Source:
         return open_source(default_source_url(settings), ref.schema)
     url = make_url(ref.url)
     if url.get_backend_name() != "sqlite" and url.password is None:
-        from vehicle_etl import restore
+        from vehicle_etl.source import restore
 
         url = restore.with_password(url, settings)  # a database restore() made
         if url.password is None and settings.source_url:  # or the server named in the environment
@@ -289,7 +292,7 @@ def start_run(settings: Settings, run_id: str, ref: SourceRef, trigger: str) -> 
 
 
 def _ensure_reader_role(conn: psycopg.Connection) -> None:
-    from vehicle_etl import decode
+    from vehicle_etl.serving import decode
 
     decode.ensure_reader_role(conn)
 
@@ -346,7 +349,7 @@ def validate_step(
     drift baseline depend on it. `requested_release` is the release the run named (Param or
     --release): naming an older release than live's is how a backfill is confirmed.
     """
-    from vehicle_etl import diff  # what going live would change, stored with the run
+    from vehicle_etl.release import diff  # what going live would change, stored with the run
 
     def release_diff(conn: psycopg.Connection) -> dict[str, Any]:
         with sibling(conn) as c:
@@ -409,7 +412,7 @@ def marker_step(settings: Settings, run_id: str) -> Path:
 
 def publish_step(settings: Settings, run_id: str) -> Path:
     """After a swap: the completion marker, then the app's cache invalidation (when configured)."""
-    from vehicle_etl import alerts, cache
+    from vehicle_etl.notify import alerts, cache
 
     marker = marker_step(settings, run_id)
     with connect(settings) as conn:

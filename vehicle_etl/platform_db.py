@@ -65,7 +65,7 @@ def table_counts(conn: psycopg.Connection, schema: str, tables: list[str]) -> di
 
 def schema_tables(conn: psycopg.Connection, schema: str) -> list[str]:
     """The catalog tables of `schema`: tables in staging, the views over the version store in
-    `vehicles` and `vehicles_previous` (vehicle_etl/swap.py)."""
+    `vehicles` and `vehicles_previous` (vehicle_etl/release/swap.py)."""
     rows = conn.execute(
         "SELECT c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
         "WHERE n.nspname = %s AND c.relkind IN ('r', 'p', 'v') ORDER BY 1",

@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 from vehicle_etl.errors import ReleaseError
 
 if TYPE_CHECKING:
-    from vehicle_etl.sources import Source
+    from vehicle_etl.source.connect import Source
 
 RELEASE_PATTERN = r"^\d{4}_(0[1-9]|1[0-2])$"  # also the DAG's `release` Param pattern
 RELEASE_RE = re.compile(RELEASE_PATTERN)

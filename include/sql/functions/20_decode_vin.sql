@@ -5,7 +5,7 @@
 -- decode): a pass is a few indexed queries over precomputed tables (derive/20_decode_key.sql and
 -- derive/25_decode_support.sql).
 
--- In `vehicles` the tables are views over the version store (vehicle_etl/swap.py), created in the
+-- In `vehicles` the tables are views over the version store (vehicle_etl/release/swap.py), created in the
 -- same transaction on the first promotion: SQL-language bodies are checked at call time instead
 -- (this transaction only).
 SET LOCAL check_function_bodies = off;

@@ -8,7 +8,7 @@ join per entity; nothing big leaves the server.
 
 Two sections say what the app notices: "breaking" (include/sql/diff: Make_ID/Model_ID removed,
 renamed beyond letter case, model years lost) and "decode_drift" (golden VINs decoded with live
-and with staged, field by field; vehicle_etl/decode_drift.py).
+and with staged, field by field; vehicle_etl/release/decode_drift.py).
 """
 
 from __future__ import annotations
@@ -128,7 +128,7 @@ def diff_report(
             }
         report["breaking"] = breaking_changes(conn, staging, live, limit) if has_live else None
     if golden is not False and has_live:
-        from vehicle_etl import decode_drift
+        from vehicle_etl.release import decode_drift
 
         report["decode_drift"] = decode_drift.golden_decode_drift(conn, staging, live, golden, limit=limit)
     return report

@@ -55,7 +55,7 @@ class Message:
 
 # -- building messages (pure) ------------------------------------------------------------------
 def _checks(rows: list[dict[str, Any]] | None) -> list[Any]:
-    from vehicle_etl.quality import CheckResult
+    from vehicle_etl.quality.gate import CheckResult
 
     out = []
     for r in rows or []:
@@ -69,7 +69,7 @@ def _checks(rows: list[dict[str, Any]] | None) -> list[Any]:
 
 def check_table(rows: list[dict[str, Any]] | None, limit: int = MAX_TABLE_ROWS) -> str:
     """Failures first, then warnings, then passes; at most `limit` rows plus a count of the rest."""
-    from vehicle_etl.quality import format_table
+    from vehicle_etl.quality.gate import format_table
 
     checks = _checks(rows)
     if not checks:
@@ -95,7 +95,7 @@ def failure_message(
     try_number: int | None = None,
 ) -> Message:
     """Subject: DAG, task, release and the first failing check; body: the check table and the log link."""
-    from vehicle_etl.quality import first_failure
+    from vehicle_etl.quality.gate import first_failure
 
     failed = [c for c in (checks or []) if not c.get("passed") and c.get("blocking", True)]
     first = first_failure(failed) if failed else None
@@ -135,7 +135,7 @@ def success_message(
     diff: dict[str, Any] | None = None,
 ) -> Message:
     """Run summary with the warnings of the gate and the release diff (attached as .md and .json)."""
-    from vehicle_etl import diff as diff_mod
+    from vehicle_etl.release import diff as diff_mod
 
     warned = [c for c in (checks or []) if not c.get("passed")]
     lines = [f"DAG:      {dag_id}", f"Run:      {run_id}", f"Release:  {release or 'unknown'} is live",
@@ -231,9 +231,9 @@ def deliver(message: Message) -> dict[str, bool]:
 def _run_record(run_id: str) -> dict[str, Any]:
     """The run-history row (release, checks, diff), best effort: the alert goes out without it."""
     try:
-        from vehicle_etl import history
         from vehicle_etl.config import Settings
         from vehicle_etl.platform_db import connect
+        from vehicle_etl.release import history
 
         with connect(Settings()) as conn:
             return history.get_run(conn, run_id) or {}

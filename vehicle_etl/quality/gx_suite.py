@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 import psycopg
 
 if TYPE_CHECKING:
-    from vehicle_etl.quality import CheckResult
+    from vehicle_etl.quality.gate import CheckResult
 
 log = logging.getLogger(__name__)
 
@@ -122,7 +122,7 @@ def run_suite(
     only: list[str] | None = None,
 ) -> list[CheckResult]:
     """Run the suite on `schema` and return one CheckResult per rule."""
-    from vehicle_etl.quality import CheckResult
+    from vehicle_etl.quality.gate import CheckResult
 
     started = time.monotonic()
     gx = import_gx()

@@ -26,9 +26,10 @@ import psycopg
 from jinja2 import Environment, FileSystemLoader
 from psycopg import sql
 
-from vehicle_etl import decode, history
 from vehicle_etl.config import LIVE_SCHEMA, READER_ROLE, Settings
 from vehicle_etl.platform_db import connect
+from vehicle_etl.release import history
+from vehicle_etl.serving import decode
 
 TITLE = "Vehicle catalog"
 RUNS_SHOWN = 15

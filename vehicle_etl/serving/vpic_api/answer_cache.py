@@ -19,7 +19,7 @@ from __future__ import annotations
 from collections import OrderedDict
 from dataclasses import dataclass
 
-from vehicle_etl.vpic_api.catalog import Version
+from vehicle_etl.serving.vpic_api.catalog import Version
 
 Key = tuple[bytes, bytes]        # the request's raw path and raw query string, as the client sent them
 ENTRY_OVERHEAD = 400             # bytes of Python objects per entry besides the body (measured ~350)

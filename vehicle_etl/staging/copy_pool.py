@@ -1,9 +1,9 @@
-"""Run COPY jobs in worker processes: fresh interpreters of `vehicle_etl.copy_worker`.
+"""Run COPY jobs in worker processes: fresh interpreters of `vehicle_etl.staging.copy_worker`.
 
 Not multiprocessing: its children re-import the parent's `__main__`, which inside a supervised
 Airflow task is Airflow's own entry point, in an environment the supervisor has rewritten on
 purpose (AIRFLOW__DATABASE__SQL_ALCHEMY_CONN), so every worker died there. A worker here is
-`sys.executable -P -m vehicle_etl.copy_worker`: the same code path under the CLI, `airflow dags
+`sys.executable -P -m vehicle_etl.staging.copy_worker`: the same code path under the CLI, `airflow dags
 test`, any executor and the tests. Jobs are handed out one at a time (the big Pattern shards
 first), results and the workers' log records come back as JSON lines on stdout (protocol in
 copy_worker's docstring), and a worker exits as soon as this process is gone.
@@ -33,7 +33,7 @@ log = logging.getLogger(__name__)
 
 # The folder holding the vehicle_etl package: on the worker's PYTHONPATH, so `-m` finds it whether
 # the package is installed (editable or not) or only importable from the parent's sys.path.
-PACKAGE_PARENT = str(Path(__file__).resolve().parent.parent)
+PACKAGE_PARENT = str(Path(__file__).resolve().parents[2])  # the folder holding vehicle_etl/
 STOP_TIMEOUT_S = 30
 
 
@@ -67,7 +67,7 @@ def worker_command() -> list[str]:
         raise CopyWorkerError("cannot start COPY workers: this Python does not know its interpreter "
                               "(sys.executable is empty); set VEHICLE_ETL_WORKERS=1")
     # -P: nothing from the current directory shadows the package.
-    return [sys.executable, "-P", "-m", "vehicle_etl.copy_worker"]
+    return [sys.executable, "-P", "-m", "vehicle_etl.staging.copy_worker"]
 
 
 def _worker_env() -> dict[str, str]:

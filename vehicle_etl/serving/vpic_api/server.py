@@ -20,7 +20,7 @@ log = logging.getLogger(__name__)
 
 def app_from_env() -> FastAPI:
     """The application as each worker process builds it (settings from MVP_PLATFORM_DB_*)."""
-    from vehicle_etl.vpic_api.app import create_app
+    from vehicle_etl.serving.vpic_api.app import create_app
 
     settings = Settings()
     # Resolved at startup: on the embedded defaults this starts (or reuses) the embedded server.
@@ -30,7 +30,7 @@ def app_from_env() -> FastAPI:
 def serve(settings: Settings, host: str = "127.0.0.1", port: int = 8090) -> int:
     import uvicorn
 
-    from vehicle_etl.vpic_api.app import create_app
+    from vehicle_etl.serving.vpic_api.app import create_app
 
     workers = int(os.environ.get("VPIC_API_WORKERS", "1"))
     log.info("serving the vPIC API on http://%s:%d/api/vehicles/ (OpenAPI: /openapi.json), %d process(es)",
@@ -38,7 +38,7 @@ def serve(settings: Settings, host: str = "127.0.0.1", port: int = 8090) -> int:
     options = {"host": host, "port": port, "log_level": "info", "access_log": False, "server_header": False,
                "loop": "uvloop", "http": "httptools"}
     if workers > 1:
-        uvicorn.run("vehicle_etl.vpic_api.server:app_from_env", factory=True, workers=workers, **options)
+        uvicorn.run("vehicle_etl.serving.vpic_api.server:app_from_env", factory=True, workers=workers, **options)
     else:
         # Resolved at startup: on the embedded defaults this starts (or reuses) the embedded server.
         uvicorn.run(create_app(lambda: platform_conninfo(settings)), **options)

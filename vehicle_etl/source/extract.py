@@ -12,7 +12,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from vehicle_etl.sources import Source
+from vehicle_etl.source.connect import Source
 from vehicle_etl.spec import LOOKUP_COLUMNS, Col, TableSpec
 
 log = logging.getLogger(__name__)

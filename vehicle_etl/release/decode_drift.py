@@ -3,7 +3,7 @@
 Each golden VIN is decoded twice, with the live catalog's `decode_vins` and with staging's (both
 installed by the pipeline: staging has its functions after build_keys), and the decoded fields
 are compared exactly (a change of letter case is a change the app shows). The result is part of
-the release diff (vehicle_etl/diff.py): an operator sees when a release changes what a known VIN
+the release diff (vehicle_etl/release/diff.py): an operator sees when a release changes what a known VIN
 decodes to, before or after it goes live.
 """
 
@@ -15,8 +15,8 @@ from typing import Any
 
 import psycopg
 
-from vehicle_etl import decode
-from vehicle_etl.quality import GOLDEN_CSV
+from vehicle_etl.quality.gate import GOLDEN_CSV
+from vehicle_etl.serving import decode
 
 # The decoded fields compared: the golden file's fields (decode.FIELD_CODES), in that order.
 FIELDS = tuple(decode.FIELD_CODES.values())

@@ -3,7 +3,7 @@
 Two gates. `key_checks` runs before keys are declared, so a duplicate id or an orphan is reported
 as a named check instead of a constraint error. `validate` runs after (the full gate): cheap SQL
 checks (include/sql/checks), drift against the live version, the functional golden-VIN hook and
-the Great Expectations suite (vehicle_etl/gx_suite.py, imported only inside `validate`).
+the Great Expectations suite (vehicle_etl/quality/gx_suite.py, imported only inside `validate`).
 
 Every check yields a CheckResult. Known, tolerated faults of real vPIC data are "tiered": a few
 bad rows fail the check as a warning (blocking=False), more than the tolerated share blocks. A
@@ -389,7 +389,7 @@ GOLDEN_CSV = PROJECT_ROOT / "data" / "golden" / "golden_vins.csv"
 def default_golden(release: str | None = None) -> GoldenHook | None:
     """The golden-VIN hook, resolved lazily so quality.py never imports decode at import time.
 
-    1. `vehicle_etl.decode.golden_gate(conn, schema) -> (observed, threshold)` when it exists;
+    1. `vehicle_etl.serving.decode.golden_gate(conn, schema) -> (observed, threshold)` when it exists;
     2. else `decode.golden_accuracy` over VEHICLE_ETL_GOLDEN_CSV (default data/golden/golden_vins.csv,
        scripts/build_golden.py), restricted to the VINs the staged release could answer (`answerable`:
        it links a schema to the VIN's WMI for its model year; the shipped sample covers a few makes,
@@ -399,7 +399,7 @@ def default_golden(release: str | None = None) -> GoldenHook | None:
     3. else None: the check is reported as skipped.
     """
     try:
-        decode = importlib.import_module("vehicle_etl.decode")
+        decode = importlib.import_module("vehicle_etl.serving.decode")
     except ImportError:
         return None
     hook = getattr(decode, "golden_gate", None)
@@ -548,7 +548,7 @@ def preload_gx() -> None:
     or waits for it): a caller about to run single-connection SQL lends GX the idle core."""
     def load() -> None:
         try:
-            from vehicle_etl import gx_suite
+            from vehicle_etl.quality import gx_suite
 
             gx_suite.import_gx()
         except Exception:  # noqa: BLE001 - _gx_checks imports again and reports the error
@@ -560,7 +560,7 @@ def preload_gx() -> None:
 def _gx_checks(conn: psycopg.Connection, schema: str) -> list[CheckResult]:
     """The Great Expectations suite; GX is imported here (seconds, once per process)."""
     try:
-        from vehicle_etl import gx_suite
+        from vehicle_etl.quality import gx_suite
 
         return gx_suite.run_suite(conn, schema)
     except Exception as exc:  # GX itself broke: the rules were not evaluated, so do not promote

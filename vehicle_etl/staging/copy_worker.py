@@ -1,4 +1,4 @@
-"""One COPY worker process: `python -P -m vehicle_etl.copy_worker`, started by vehicle_etl.copy_pool.
+"""One COPY worker process: `python -P -m vehicle_etl.staging.copy_worker`, started by vehicle_etl.staging.copy_pool.
 
 A fresh interpreter that runs only this module. It never re-imports the parent's `__main__` (inside
 an Airflow task that is Airflow's entry point, and the task supervisor has replaced
@@ -106,8 +106,8 @@ def main() -> int:
 
     import psycopg  # after the parent watch: these imports take a noticeable part of a second
 
-    from vehicle_etl.load import CopyJob, copy_job
-    from vehicle_etl.sources import open_source
+    from vehicle_etl.source.connect import open_source
+    from vehicle_etl.staging.load import CopyJob, copy_job
 
     source = None
     try:

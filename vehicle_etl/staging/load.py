@@ -12,10 +12,10 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
-from vehicle_etl import extract
 from vehicle_etl.config import READER_ROLE, STAGING_SCHEMA
 from vehicle_etl.platform_db import run_in_schema, schema_tables, sibling, sql_file, sql_files
-from vehicle_etl.sources import Source
+from vehicle_etl.source import extract
+from vehicle_etl.source.connect import Source
 from vehicle_etl.spec import (
     DERIVED_TABLES,
     LOOKUP_TARGET,
@@ -44,7 +44,7 @@ def prepare_staging(conn: psycopg.Connection, schema: str = STAGING_SCHEMA, owne
     promoting someone else's data.
     """
     if schema == STAGING_SCHEMA:
-        from vehicle_etl import swap
+        from vehicle_etl.release import swap
 
         swap.release_staging(conn)  # tables an unfinished swap attached: detached first, never locking readers
     with conn.transaction():
@@ -159,7 +159,7 @@ def extract_load(
 ) -> LoadReport:
     """Check the source, then stream every table of the spec into `schema` (already prepared).
 
-    With workers > 1 the COPY jobs run in that many worker processes (vehicle_etl.copy_pool; Pattern,
+    With workers > 1 the COPY jobs run in that many worker processes (vehicle_etl.staging.copy_pool; Pattern,
     ~80 % of the rows, split in shards): extraction is CPU-bound in Python, so processes, not
     threads, use the second core.
     """
@@ -175,7 +175,7 @@ def extract_load(
     if workers <= 1:
         results = run_jobs(source, conninfo, schema, jobs, batch_rows)
     else:
-        from vehicle_etl import copy_pool
+        from vehicle_etl.staging import copy_pool
 
         url = (source.origin or source.engine.url).render_as_string(hide_password=False)
         results = copy_pool.run_parallel(url, source.schema, conninfo, schema, jobs, batch_rows, workers)

@@ -21,8 +21,8 @@ import logging
 
 import psycopg
 
-from vehicle_etl.vpic_api.answer_cache import AnswerCache
-from vehicle_etl.vpic_api.catalog import live_version, query
+from vehicle_etl.serving.vpic_api.answer_cache import AnswerCache
+from vehicle_etl.serving.vpic_api.catalog import live_version, query
 
 log = logging.getLogger(__name__)
 

@@ -33,7 +33,7 @@ from sqlalchemy.engine import URL, make_url
 from vehicle_etl import releases, spec
 from vehicle_etl.config import Settings, platform_conninfo
 from vehicle_etl.errors import RestoreError, SourceError, TransientRestoreError
-from vehicle_etl.sources import SQLITE_MAGIC, open_source
+from vehicle_etl.source.connect import SQLITE_MAGIC, open_source
 
 log = logging.getLogger(__name__)
 

@@ -24,10 +24,10 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from vehicle_etl.vpic_api import formats as f
-from vehicle_etl.vpic_api.answer_cache import Answer, AnswerCache
-from vehicle_etl.vpic_api.catalog import Catalog, CatalogUnavailable, Version
-from vehicle_etl.vpic_api.release_watch import ReleaseWatch
+from vehicle_etl.serving.vpic_api import formats as f
+from vehicle_etl.serving.vpic_api.answer_cache import Answer, AnswerCache
+from vehicle_etl.serving.vpic_api.catalog import Catalog, CatalogUnavailable, Version
+from vehicle_etl.serving.vpic_api.release_watch import ReleaseWatch
 
 log = logging.getLogger(__name__)
 
