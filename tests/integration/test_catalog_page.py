@@ -1,7 +1,7 @@
 """The operator's page (vehicle_etl/serving/catalog_page.py) against a real platform database built by the
 pipeline's own path: what it shows, that it only reads, and that it escapes what the data says.
 
-The page inside a real Airflow api-server, in a real browser: tests/test_catalog_page_browser.py.
+The page inside a real Airflow api-server, in a real browser: tests/integration/test_catalog_page_browser.py.
 """
 
 from __future__ import annotations

@@ -13,10 +13,10 @@ import jsonschema
 import pytest
 import yaml
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 COMPOSE = ROOT / "docker-compose.yml"
 ENV_EXAMPLE = ROOT / ".env.example"
-SCHEMA = Path(__file__).parent / "data" / "compose-spec.json"
+SCHEMA = Path(__file__).resolve().parents[1] / "data" / "compose-spec.json"
 
 _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 

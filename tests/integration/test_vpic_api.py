@@ -35,7 +35,7 @@ from vehicle_etl.serving.decode import ensure_reader_role
 from vehicle_etl.serving.vpic_api import release_channel
 from vehicle_etl.serving.vpic_api.app import create_app
 
-FIXTURES = Path(__file__).parent / "data" / "nhtsa"
+FIXTURES = Path(__file__).resolve().parents[1] / "data" / "nhtsa"
 VIN = "5YJ3A1E12HF000001"  # Tesla Model 3 2017, in the sample
 RUN_ID = "api-test-run"
 ENVELOPE = ["Count", "Message", "SearchCriteria", "Results"]

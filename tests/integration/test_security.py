@@ -5,7 +5,7 @@
 - every SQL text with values is parameterised (an AST guard over vehicle_etl/**/*.py);
 - the decoder and dropdown functions turn hostile values into NHTSA-style errors, never exceptions,
   within a statement_timeout;
-- the app's reader role can call only the documented functions (complements tests/test_reader_role.py);
+- the app's reader role can call only the documented functions (complements tests/integration/test_reader_role.py);
 - the ETL runs as its own non-superuser role `mvp_platform_etl` (grants in docs/RELIABILITY.md);
 - a recognisable password never appears in logs, markers, run history, XCom values or error messages.
 """
