@@ -742,7 +742,7 @@ def _copy_field(value: Any) -> str:
 def write_pg_dump(sqlite_path: Path, out: Path) -> int:
     """The release as NHTSA ships it for PostgreSQL: a plain dump, schema vpic, lower-case names
     (quoted: `char`, `year`, `position` are keywords), COPY ... FROM stdin data. Streamed row by row;
-    returns the rows written. restore.restore_pgdump loads it like NHTSA's .plain.zip."""
+    returns the rows written. pgdump.restore_pgdump loads it like NHTSA's .plain.zip."""
     con = sqlite3.connect(f"file:{sqlite_path}?mode=ro", uri=True)
     rows = 0
     try:

@@ -119,13 +119,13 @@ def cmd_rollback(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
-def cmd_test_connections(args: argparse.Namespace, settings: Settings) -> int:
+def cmd_check_connections(args: argparse.Namespace, settings: Settings) -> int:
     try:
-        from vehicle_etl.connections import test_connections
+        from vehicle_etl.connections import check_connections
     except ImportError:
-        test_connections = _platform_only
+        check_connections = _platform_only
     failed = 0
-    for name, ok, message in test_connections(settings):
+    for name, ok, message in check_connections(settings):
         mark = "ok  " if ok else ("skip" if ok is None else "FAIL")
         failed += ok is False
         print(f"{mark} {name}: {message}")
@@ -208,7 +208,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("summary", help="the latest run in a few lines").set_defaults(func=cmd_summary)
     sub.add_parser("rollback", help="make the previous version live again").set_defaults(func=cmd_rollback)
     sub.add_parser("test-connections", help="one line per configured service").set_defaults(
-        func=cmd_test_connections)
+        func=cmd_check_connections)
 
     d = sub.add_parser("decode", help="decode VINs with the live catalog")
     d.add_argument("vins", nargs="+")

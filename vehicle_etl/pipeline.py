@@ -109,7 +109,7 @@ def source_ref(settings: Settings, source: str | None, release: str | None, *,
     if validate_source(source):
         return SourceRef(source, release)
     if settings.backups_dir is not None:
-        from vehicle_etl.source import download, restore
+        from vehicle_etl.source import backups, download, restore
 
         # Optional (VPIC_DOWNLOAD_BASE_URL): fetch the named or newest release into the folder first
         # (not for a backfill run without a release: it takes what the folder holds for its month).
@@ -117,7 +117,7 @@ def source_ref(settings: Settings, source: str | None, release: str | None, *,
             download.download_release(release, settings.backups_dir)
         elif not_after is None:
             download.download_latest(settings.backups_dir)
-        backup = restore.find_backup(settings.backups_dir, release, not_after=not_after)
+        backup = backups.find_backup(settings.backups_dir, release, not_after=not_after)
         restored = restore.restore(backup, settings)
         return SourceRef(_strip_password(restored), backup.release)
     if settings.source_conn_id:

@@ -7,7 +7,7 @@ A release is accepted only when the source can be it:
 - the source has no change stamped (CreatedOn/UpdatedOn) later than the month after it: NHTSA
   publishes mid-month, and copies carry a few later edits (the 2026_02 snapshot and the shipped
   sample hold rows stamped 2026-03-12), so one month of lag is allowed, not more;
-- from a backups folder: a backup of it is there (restore.find_backup).
+- from a backups folder: a backup of it is there (vehicle_etl.source.backups.find_backup).
 Without a requested release: the file name's, else the known release of the shipped sample, else
 the month of the newest stamp; when nothing tells, UNKNOWN, recorded as such (never "already live").
 A backfill run (`not_after`) may not build a release published after its logical date's month.

@@ -19,9 +19,9 @@ from vehicle_etl import pipeline
 from vehicle_etl.config import PROJECT_ROOT, SAMPLE_DB, STAGING_SCHEMA, Settings, platform_conninfo
 from vehicle_etl.quality import gate as quality
 from vehicle_etl.release import history
-from vehicle_etl.source import restore
+from vehicle_etl.source import pgdump
+from vehicle_etl.source.backups import Backup
 from vehicle_etl.source.connect import open_source
-from vehicle_etl.source.restore import Backup
 from vehicle_etl.spec import COMPLETE_RELEASE_ONLY, LOADED_TABLES, TABLES
 from vehicle_etl.staging import load
 
@@ -123,7 +123,7 @@ def test_postgres_dump_path_schema_vpic(release: Path, tmp_path: Path, staging_d
     synth.write_pg_dump(release, dump)
     source_db = create_database("vetl_i13_src")
     try:
-        url = restore.restore_pgdump(Backup(dump, "2026_03", "pgdump"), dsn(source_db))
+        url = pgdump.restore_pgdump(Backup(dump, "2026_03", "pgdump"), dsn(source_db))
         report = _load(url, staging_db)
         expected = _source_counts(release)
         for src, target in NEW_TABLES.items():

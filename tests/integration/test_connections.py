@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from vehicle_etl.config import Settings
-from vehicle_etl.connections import test_connections as run_checks
+from vehicle_etl.connections import check_connections as run_checks
 
 OPTIONAL_ENV = (
     "VPIC_MSSQL_CONN_ID", "AIRFLOW_CONN_MSSQL_SOURCE", "VPIC_SOURCE_URL", "VPIC_SOURCE_CONN_ID",

@@ -19,7 +19,7 @@ from vehicle_etl.config import SAMPLE_DB, Settings
 from vehicle_etl.errors import ReleaseError, RestoreError, SourceError
 from vehicle_etl.platform_db import connect, schema_exists
 from vehicle_etl.release import history
-from vehicle_etl.source import restore
+from vehicle_etl.source import backups
 from vehicle_etl.spec import TABLES
 
 NOW = datetime(2026, 12, 2, tzinfo=UTC)
@@ -89,12 +89,12 @@ def test_resolve_rules() -> None:
 def test_find_backup_for_a_backfill_month(tmp_path: Path) -> None:
     for release in ("2025_07", "2025_10", "2026_02"):
         shutil.copy(SAMPLE_DB, tmp_path / f"vPICList_lite_{release}.db")
-    assert restore.find_backup(tmp_path, not_after="2025_12").release == "2025_10"
-    assert restore.find_backup(tmp_path, not_after="2025_10").release == "2025_10"
-    assert restore.find_backup(tmp_path).release == "2026_02"
+    assert backups.find_backup(tmp_path, not_after="2025_12").release == "2025_10"
+    assert backups.find_backup(tmp_path, not_after="2025_10").release == "2025_10"
+    assert backups.find_backup(tmp_path).release == "2026_02"
     with pytest.raises(RestoreError, match=r"no backup of a release published in 2025_06 or earlier .*"
                                            r"releases present: 2025_07, 2025_10, 2026_02"):
-        restore.find_backup(tmp_path, not_after="2025_06")
+        backups.find_backup(tmp_path, not_after="2025_06")
 
 
 # -- the first step of a run, against real PostgreSQL -------------------------------------------------

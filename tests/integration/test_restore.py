@@ -27,10 +27,11 @@ from conftest import SAMPLE_DB, create_database, drop_database, dsn, full_snapsh
 from sqlglot.tokens import TokenType
 
 from vehicle_etl import releases, spec
+from vehicle_etl.config import Settings
 from vehicle_etl.errors import ReleaseError, RestoreError
-from vehicle_etl.source import extract, restore
+from vehicle_etl.source import backups, extract, mssql, pgdump, restore
+from vehicle_etl.source.backups import Backup
 from vehicle_etl.source.connect import open_source
-from vehicle_etl.source.restore import Backup
 
 # --------------------------------------------------------------------------------------------
 # Helpers: a small vPIC SQLite and an NHTSA-style plain PostgreSQL dump made from it
@@ -168,7 +169,7 @@ def source_db() -> Iterator[str]:
 def test_hostile_or_malformed_release_rejected_before_touching_files(bad: str, tmp_path: Path) -> None:
     missing = tmp_path / "does-not-exist"  # an error about the folder would mean files were touched first
     with pytest.raises(ReleaseError, match="invalid release"):
-        restore.find_backup(missing, release=bad)
+        backups.find_backup(missing, release=bad)
 
 
 def test_release_regex_accepts_real_months() -> None:
@@ -188,65 +189,65 @@ def test_find_newest_and_named_release(tmp_path: Path, small_vpic: Path) -> None
     (tmp_path / "vPICList_lite_2026_13.bak").write_bytes(b"TAPE")  # bad month: ignored
     (tmp_path / "notes.txt").write_text("x")
 
-    newest = restore.find_backup(tmp_path)
+    newest = backups.find_backup(tmp_path)
     assert (newest.release, newest.kind, newest.path.name) == ("2026_02", "sqlite", "vPICList_lite_2026_02.db")
 
-    named = restore.find_backup(tmp_path, release="2025_11")
+    named = backups.find_backup(tmp_path, release="2025_11")
     assert (named.release, named.kind) == ("2025_11", "bak")
 
-    only_bak = restore.find_backup(tmp_path, kinds=["bak"])
+    only_bak = backups.find_backup(tmp_path, kinds=["bak"])
     assert only_bak.release == "2026_01"
 
     present = r"releases present: 2025_11, 2026_01, 2026_02"
     with pytest.raises(RestoreError, match=rf"no backup for release 2024_05.*{present}"):
-        restore.find_backup(tmp_path, release="2024_05")
+        backups.find_backup(tmp_path, release="2024_05")
 
 
 def test_bak_preferred_over_dump_of_same_release(tmp_path: Path, plain_zip: Path) -> None:
     (tmp_path / plain_zip.name).write_bytes(plain_zip.read_bytes())
-    assert restore.find_backup(tmp_path).kind == "pgdump"
+    assert backups.find_backup(tmp_path).kind == "pgdump"
     _bak(tmp_path / "vPICList_lite_2026_02.bak")
-    assert restore.find_backup(tmp_path).kind == "bak"
+    assert backups.find_backup(tmp_path).kind == "bak"
 
 
 def test_empty_or_missing_folder(tmp_path: Path) -> None:
     with pytest.raises(RestoreError, match="does not exist"):
-        restore.find_backup(tmp_path / "nope")
+        backups.find_backup(tmp_path / "nope")
     with pytest.raises(RestoreError, match="no vPIC backup in"):
-        restore.find_backup(tmp_path)
+        backups.find_backup(tmp_path)
 
 
 def test_wrong_formats_give_clear_errors(tmp_path: Path) -> None:
     bak = tmp_path / "vPICList_lite_2026_02.bak"
     bak.write_bytes(b"MZ\x90\x00not a backup")
     with pytest.raises(RestoreError, match="is not a SQL Server backup"):
-        restore.find_backup(tmp_path)
+        backups.find_backup(tmp_path)
     bak.unlink()
 
     (tmp_path / "vPICList_lite_2026_02.bak.zip").write_bytes(b"PK\x03\x04")
     with pytest.raises(RestoreError, match="still zipped"):
-        restore.find_backup(tmp_path)
+        backups.find_backup(tmp_path)
 
     (tmp_path / "vPICList_lite_2026_03.plain.zip").write_bytes(b"PK\x03\x04 truncated garbage")
     with pytest.raises(RestoreError, match="not a readable zip"):
-        restore.find_backup(tmp_path)
+        backups.find_backup(tmp_path)
 
     with zipfile.ZipFile(tmp_path / "vPICList_lite_2026_04.plain.zip", "w") as zf:
         zf.writestr("readme.txt", "hello")
     with pytest.raises(RestoreError, match="holds no .sql file"):
-        restore.find_backup(tmp_path, release="2026_04")
+        backups.find_backup(tmp_path, release="2026_04")
 
     (tmp_path / "vPICList_lite_2026_05.sql").write_text("<html>404 Not Found</html>")
     with pytest.raises(RestoreError, match="does not look like a plain PostgreSQL dump"):
-        restore.find_backup(tmp_path, release="2026_05")
+        backups.find_backup(tmp_path, release="2026_05")
 
     (tmp_path / "vPICList_lite_2026_06.db").write_bytes(b"\x1f\x8b gzip, not sqlite")
     with pytest.raises(RestoreError, match="not a SQLite database"):
-        restore.find_backup(tmp_path, release="2026_06")
+        backups.find_backup(tmp_path, release="2026_06")
 
     (tmp_path / "vPICList_lite_2026_07.bak").write_bytes(b"")
     with pytest.raises(RestoreError, match="is empty"):
-        restore.find_backup(tmp_path, release="2026_07")
+        backups.find_backup(tmp_path, release="2026_07")
 
 
 # --------------------------------------------------------------------------------------------
@@ -295,7 +296,7 @@ def _check_restore_grammar(sql: str) -> tuple[str, str, list[tuple[str, str]], l
 
 
 def test_restore_sql_moves_every_file_to_server_default_paths() -> None:
-    sql = restore.restore_sql(
+    sql = mssql.restore_sql(
         "/var/opt/mssql/backups/vPICList_lite_2026_02.bak", "vPICList_Lite", FILELIST,
         "/var/opt/mssql/data/", "/var/opt/mssql/log",
     )
@@ -316,7 +317,7 @@ def test_restore_sql_windows_paths_extra_files_and_no_hardcoded_names() -> None:
         {"LogicalName": "ftcat", "PhysicalName": "/x/ft", "Type": "F"},
         {"LogicalName": "Renamed_Log", "PhysicalName": "", "Type": "L"},
     ]
-    sql = restore.restore_sql("C:\\backups\\v.bak", "vpic", rows, "C:\\MSSQL\\DATA\\", "C:\\MSSQL\\LOG")
+    sql = mssql.restore_sql("C:\\backups\\v.bak", "vpic", rows, "C:\\MSSQL\\DATA\\", "C:\\MSSQL\\LOG")
     _, _, moves, _ = _check_restore_grammar(sql)
     assert moves == [
         ("Renamed_Data", "C:\\MSSQL\\DATA\\vpic_Renamed_Data.mdf"),
@@ -325,7 +326,7 @@ def test_restore_sql_windows_paths_extra_files_and_no_hardcoded_names() -> None:
         ("Renamed_Log", "C:\\MSSQL\\LOG\\vpic_Renamed_Log.ldf"),
     ]
     with pytest.raises(RestoreError, match="no files"):
-        restore.restore_sql("/b.bak", "vpic", [], "/d", "/l")
+        mssql.restore_sql("/b.bak", "vpic", [], "/d", "/l")
 
 
 def test_hostile_names_stay_inside_their_quotes() -> None:
@@ -333,36 +334,36 @@ def test_hostile_names_stay_inside_their_quotes() -> None:
     evil_path = "/backups/it's'; EXEC xp_cmdshell 'rm -rf /'; --.bak"
     evil_logical = "data'); SHUTDOWN; --"
     rows = [{"LogicalName": evil_logical, "PhysicalName": "/x/y.mdf", "Type": "D"}]
-    sql = restore.restore_sql(evil_path, evil_db, rows, "/d", "/l")
+    sql = mssql.restore_sql(evil_path, evil_db, rows, "/d", "/l")
     db, disk, moves, options = _check_restore_grammar(sql)
     assert (db, disk) == (evil_db, evil_path)
     assert moves[0][0] == evil_logical
     assert options == ["REPLACE", "RECOVERY", "STATS = 10"]
     assert "[v]]; DROP DATABASE master; --]" in sql
 
-    flo = restore.filelistonly_sql(evil_path)
+    flo = mssql.filelistonly_sql(evil_path)
     toks = _tokens(flo)
     assert [t[1].upper() for t in toks[:4]] == ["RESTORE", "FILELISTONLY", "FROM", "DISK"]
     assert toks[-1] == (TokenType.NATIONAL_STRING, evil_path) and len(toks) == 6
 
     with pytest.raises(RestoreError, match="control characters"):
-        restore.quote_str("a\x00b")
+        mssql.quote_str("a\x00b")
     with pytest.raises(RestoreError, match="128"):
-        restore.quote_ident("x" * 129)
+        mssql.quote_ident("x" * 129)
 
 
 def test_helper_statements_parse_as_tsql() -> None:
-    paths = sqlglot.parse_one(restore.DEFAULT_PATHS_SQL, read="tsql")
+    paths = sqlglot.parse_one(mssql.DEFAULT_PATHS_SQL, read="tsql")
     assert [e.alias for e in paths.expressions] == ["data_path", "log_path"]
-    assert "InstanceDefaultDataPath" in restore.DEFAULT_PATHS_SQL
+    assert "InstanceDefaultDataPath" in mssql.DEFAULT_PATHS_SQL
 
-    state = sqlglot.parse_one(restore.state_sql("vpic'x"), read="tsql")
+    state = sqlglot.parse_one(mssql.state_sql("vpic'x"), read="tsql")
     assert state.args["where"].find(sqlglot.exp.National).this == "vpic'x"
 
-    single = sqlglot.parse_one(restore.single_user_sql("a]b"), read="tsql")
+    single = sqlglot.parse_one(mssql.single_user_sql("a]b"), read="tsql")
     assert isinstance(single, sqlglot.exp.IfBlock)
     assert single.find(sqlglot.exp.National).this == "a]b"
-    assert "ALTER DATABASE [a]]b] SET SINGLE_USER WITH ROLLBACK IMMEDIATE" in restore.single_user_sql("a]b")
+    assert "ALTER DATABASE [a]]b] SET SINGLE_USER WITH ROLLBACK IMMEDIATE" in mssql.single_user_sql("a]b")
 
 
 # --------------------------------------------------------------------------------------------
@@ -444,7 +445,7 @@ def test_restore_bak_runs_filelist_then_restore_with_moves(tmp_path: Path, caplo
     server = FakeSqlServer()
     verified: list[str] = []
     caplog.set_level(logging.DEBUG)
-    url = restore.restore_bak(
+    url = mssql.restore_bak(
         _bak_backup(tmp_path), "mssql_source", "vPICList_Lite", server_backups_dir="/var/opt/mssql/backups",
         hook=FakeHook(server), verify=lambda u: verified.append(u.render_as_string(hide_password=True)),
     )
@@ -482,19 +483,19 @@ def test_restore_bak_server_errors_name_the_fix(tmp_path: Path) -> None:
     server = FakeSqlServer(fail_on="RESTORE FILELISTONLY", error=err)
     expected = r"RESTORE FILELISTONLY failed on sa@mssql-source:1433.*VPIC_MSSQL_BACKUPS_DIR"
     with pytest.raises(RestoreError, match=expected):
-        restore.restore_bak(_bak_backup(tmp_path), "mssql_source", "vpic", hook=FakeHook(server), verify=None)
+        mssql.restore_bak(_bak_backup(tmp_path), "mssql_source", "vpic", hook=FakeHook(server), verify=None)
     assert server.closed
 
     server = FakeSqlServer(state="RESTORING")
     with pytest.raises(RestoreError, match="is RESTORING after RESTORE"):
-        restore.restore_bak(_bak_backup(tmp_path), "mssql_source", "vpic", hook=FakeHook(server), verify=None)
+        mssql.restore_bak(_bak_backup(tmp_path), "mssql_source", "vpic", hook=FakeHook(server), verify=None)
 
 
 def test_restore_bak_rejects_other_kinds_and_bad_database_names(tmp_path: Path) -> None:
     with pytest.raises(RestoreError, match="needs a .bak"):
-        restore.restore_bak(Backup(tmp_path / "x.db", "2026_02", "sqlite"), "c", "vpic", hook=FakeHook(FakeSqlServer()))
+        mssql.restore_bak(Backup(tmp_path / "x.db", "2026_02", "sqlite"), "c", "vpic", hook=FakeHook(FakeSqlServer()))
     with pytest.raises(RestoreError, match="control characters"):
-        restore.restore_bak(_bak_backup(tmp_path), "c", "bad\nname", hook=FakeHook(FakeSqlServer()))
+        mssql.restore_bak(_bak_backup(tmp_path), "c", "bad\nname", hook=FakeHook(FakeSqlServer()))
 
 
 def test_restore_hook_connects_to_master_in_autocommit_with_timeouts(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -506,7 +507,7 @@ def test_restore_hook_connects_to_master_in_autocommit_with_timeouts(monkeypatch
         conn_id="mssql_source", conn_type="mssql", host="mssql-source", login="sa", password="p@ss",
         schema="vPICList_Lite", port=1433, extra='{"tds_version": "7.4", "timeout": 5}',
     )
-    hook = restore.make_restore_hook("mssql_source", login_timeout=7, query_timeout=900, connection=conn)
+    hook = mssql.make_restore_hook("mssql_source", login_timeout=7, query_timeout=900, connection=conn)
     assert hook.get_conn() == "conn"
     assert seen == {
         "server": "mssql-source", "user": "sa", "password": "p@ss", "database": "master", "port": "1433",
@@ -551,9 +552,9 @@ def test_real_pymssql_connect_failures_are_explained(tmp_path: Path, host: str, 
 
     port = _closed_port() if port == "closed" else _listener("close") if port == "dropping" else port
     conn = Connection(conn_id="mssql_source", conn_type="mssql", host=host, login="sa", password="pw", port=port)
-    hook = restore.make_restore_hook("mssql_source", login_timeout=2, query_timeout=5, connection=conn)
+    hook = mssql.make_restore_hook("mssql_source", login_timeout=2, query_timeout=5, connection=conn)
     with pytest.raises(RestoreError, match=expected) as info:
-        restore.restore_bak(_bak_backup(tmp_path), "mssql_source", "vpic", hook=hook, verify=None)
+        mssql.restore_bak(_bak_backup(tmp_path), "mssql_source", "vpic", hook=hook, verify=None)
     assert "SQL Server connect failed on sa@" in str(info.value)
     assert "pw" not in str(info.value).replace("pwd", "")
 
@@ -580,7 +581,7 @@ def test_real_pymssql_connect_failures_are_explained(tmp_path: Path, host: str, 
     ],
 )
 def test_error_mapping(args: tuple[Any, ...], step: str, host: str | None, expected: str) -> None:
-    err = restore.explain_mssql_error(pymssql.OperationalError(*args), "sa@h:1433", step, "mssql_source", host)
+    err = mssql.explain_mssql_error(pymssql.OperationalError(*args), "sa@h:1433", step, "mssql_source", host)
     assert expected in str(err)
     assert str(err).startswith(f"SQL Server {step} failed on sa@h:1433")
 
@@ -603,7 +604,7 @@ def test_filter_dump_keeps_copy_data_and_drops_owner_statements() -> None:
         b"GRANT USAGE ON SCHEMA vpic TO reader;\n",
         b"REVOKE ALL ON SCHEMA public FROM PUBLIC;\n",
     ]
-    assert list(restore.filter_dump(dump)) == [
+    assert list(pgdump.filter_dump(dump)) == [
         b"CREATE SCHEMA IF NOT EXISTS vpic;\n",
         b"ALTER TABLE ONLY vpic.make ADD CONSTRAINT make_pkey PRIMARY KEY (id);\n",
         b"COPY vpic.note (id, txt) FROM stdin;\n",
@@ -660,11 +661,11 @@ def test_plain_dump_restores_for_real_and_extracts_like_the_sqlite(
     folder = tmp_path / "backups"
     folder.mkdir()
     (folder / plain_zip.name).write_bytes(plain_zip.read_bytes())
-    backup = restore.find_backup(folder)
+    backup = backups.find_backup(folder)
     assert (backup.kind, backup.release) == ("pgdump", "2026_02")
 
     caplog.set_level(logging.INFO)
-    url = restore.restore_pgdump(backup, dsn(source_db))
+    url = pgdump.restore_pgdump(backup, dsn(source_db))
     assert sa.engine.make_url(url).get_backend_name() == "postgresql"
     assert sa.engine.make_url(url).database == source_db
 
@@ -685,7 +686,7 @@ def test_plain_dump_restores_for_real_and_extracts_like_the_sqlite(
     assert "verified" in caplog.text
 
     # A second restore replaces the schema (idempotent, no leftovers or duplicate rows).
-    restore.restore_pgdump(backup, dsn(source_db))
+    pgdump.restore_pgdump(backup, dsn(source_db))
     assert _extract_counts(url) == pg_counts
 
 
@@ -693,7 +694,7 @@ def test_failed_dump_restore_leaves_previous_copy(
     tmp_path: Path, small_vpic: Path, plain_zip: Path, source_db: str
 ) -> None:
     good = Backup(plain_zip, "2026_02", "pgdump")
-    url = restore.restore_pgdump(good, dsn(source_db))
+    url = pgdump.restore_pgdump(good, dsn(source_db))
     before = _extract_counts(url)
 
     broken_sql = tmp_path / "vPICList_lite_2026_03.sql"
@@ -703,7 +704,7 @@ def test_failed_dump_restore_leaves_previous_copy(
     with pytest.raises(
         RestoreError, match=r"(?s)psql failed restoring vPICList_lite_2026_03.sql.*unchanged.*no_such_table"
     ):
-        restore.restore_pgdump(Backup(broken_sql, "2026_03", "pgdump"), dsn(source_db))
+        pgdump.restore_pgdump(Backup(broken_sql, "2026_03", "pgdump"), dsn(source_db))
     assert _extract_counts(url) == before
 
     # A zip whose data is damaged after the header: the CRC fails while streaming, psql is killed.
@@ -715,7 +716,7 @@ def test_failed_dump_restore_leaves_previous_copy(
     raw[pos + 40 : pos + 44] = b"\x00\x00\x00\x00"
     damaged.write_bytes(bytes(raw))
     with pytest.raises(RestoreError, match="reading vPICList_lite_2026_04.plain.zip failed.*nothing was changed"):
-        restore.restore_pgdump(Backup(damaged, "2026_04", "pgdump"), dsn(source_db))
+        pgdump.restore_pgdump(Backup(damaged, "2026_04", "pgdump"), dsn(source_db))
     assert _extract_counts(url) == before
 
 
@@ -726,7 +727,7 @@ def test_dump_without_vpic_tables_fails_verification(tmp_path: Path, source_db: 
         "COPY vpic.make (id, name) FROM stdin;\n1\tAcura\n\\.\n"
     )
     with pytest.raises(RestoreError, match="failed verification.*missing table Model"):
-        restore.restore_pgdump(Backup(sql_path, "2026_02", "pgdump"), dsn(source_db))
+        pgdump.restore_pgdump(Backup(sql_path, "2026_02", "pgdump"), dsn(source_db))
 
 
 def test_restore_dispatch(
@@ -735,13 +736,14 @@ def test_restore_dispatch(
     monkeypatch.delenv("VPIC_RESTORE_PG_URL", raising=False)
     settings = settings_for("mvp_platform_x", tmp_path, monkeypatch)
     # Default PostgreSQL target: database vpic_source on the platform's server, same credentials.
-    target = restore.default_pg_target(settings)
+    target = pgdump.default_pg_target(settings)
     assert "dbname=vpic_source" in target and "host=127.0.0.1" in target
 
     db_backup = Backup(small_vpic, "2026_02", "sqlite")
     assert restore.restore(db_backup, settings) == f"sqlite:///{small_vpic.resolve()}"
 
     monkeypatch.setenv("VPIC_RESTORE_PG_URL", f"postgresql+psycopg://postgres@127.0.0.1:5432/{source_db}")
+    settings = Settings()  # settings are read from the environment when made
     url = restore.restore(Backup(plain_zip, "2026_02", "pgdump"), settings)
     assert url == f"postgresql+psycopg://postgres@127.0.0.1:5432/{source_db}"
     assert _extract_counts(url)["Make"] == _sqlite_count(small_vpic, "Make")
@@ -749,6 +751,7 @@ def test_restore_dispatch(
     calls: list[dict[str, Any]] = []
     monkeypatch.setattr(restore, "restore_bak", lambda backup, **kw: calls.append(kw) or "mssql+pymssql://x")
     monkeypatch.setenv("VPIC_MSSQL_DATABASE", "vpic_feb")
+    settings = Settings()
     assert restore.restore(_bak_backup(tmp_path), settings) == "mssql+pymssql://x"
     assert calls == [{"conn_id": "mssql_source", "database": "vpic_feb", "login_timeout": 15,
                       "restore_timeout": 3600}]
@@ -760,6 +763,7 @@ def test_with_password_reattaches_only_matching_credentials(
     monkeypatch.delenv("VPIC_RESTORE_PG_URL", raising=False)
     settings = settings_for("mvp_platform_x", tmp_path, monkeypatch)
     monkeypatch.setenv("MVP_PLATFORM_DB_PASSWORD", "pg-secret")
+    settings = Settings()  # settings are read from the environment when made
     restored = "postgresql+psycopg://postgres@127.0.0.1:5432/vpic_source"
     assert restore.with_password(restored, settings).password == "pg-secret"
     other = "postgresql+psycopg://postgres@10.0.0.9:5432/vpic_source"

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from vehicle_etl.errors import ReleaseError
-from vehicle_etl.source import download, restore
+from vehicle_etl.errors import ReleaseError, RestoreError
+from vehicle_etl.source import backups, download
 from vehicle_etl.source.download import DownloadError, NotPublished
 
 BAK = b"TAPE" + bytes(range(256)) * 4000  # an MTF-headed payload, ~1 MB, not very compressible
@@ -103,7 +103,7 @@ def test_download_unzips_bak_and_restore_finds_it(server: Server, tmp_path: Path
     assert got == tmp_path / "vPICList_lite_2026_02.bak"
     assert got.read_bytes() == BAK
     assert not (tmp_path / ".partial" / "vPICList_lite_2026_02.bak.zip.part").exists()
-    found = restore.find_backup(tmp_path)
+    found = backups.find_backup(tmp_path)
     assert (found.release, found.kind, found.path) == ("2026_02", "bak", got)
     # Already present: no second request.
     before = len(server.requests)
@@ -153,8 +153,8 @@ def test_corrupt_zip_is_rejected_and_nothing_extracted(server: Server, tmp_path:
         download.download_release("2026_02", tmp_path, url=server.url, backoff=0)
     assert [p.name for p in tmp_path.iterdir() if p.is_file()] == []
     assert list((tmp_path / ".partial").iterdir()) == []  # the bad download is gone: the next try starts over
-    with pytest.raises(restore.RestoreError, match="no vPIC backup"):
-        restore.find_backup(tmp_path)
+    with pytest.raises(RestoreError, match="no vPIC backup"):
+        backups.find_backup(tmp_path)
 
     server.add("vPICList_lite_2026_03.bak.zip", b"<html>maintenance</html>")
     with pytest.raises(DownloadError, match="not a valid zip"):
@@ -170,7 +170,7 @@ def test_falls_back_to_plain_dump_and_keeps_it_zipped(server: Server, tmp_path: 
     server.add("vPICList_lite_2026_02.plain.zip", plain_zip())
     got = download.download_release("2026_02", tmp_path, url=server.url, backoff=0)
     assert got == tmp_path / "vPICList_lite_2026_02.plain.zip"
-    assert restore.find_backup(tmp_path).kind == "pgdump"
+    assert backups.find_backup(tmp_path).kind == "pgdump"
     with pytest.raises(NotPublished, match="2025_01 is not published.*bak.zip, vPICList_lite_2025_01.plain.zip"):
         download.download_release("2025_01", tmp_path, url=server.url, backoff=0)
 
@@ -190,7 +190,7 @@ def test_latest_release_and_retention(server: Server, tmp_path: Path, monkeypatc
     names = sorted(p.name for p in tmp_path.iterdir() if p.is_file())
     assert names == ["README.txt", "vPICList_lite_2025_10.bak", "vPICList_lite_2025_10.plain.zip",
                      "vPICList_lite_2025_11.bak", "vPICList_lite_2026_01.bak"]
-    assert restore.find_backup(tmp_path).release == "2026_01"
+    assert backups.find_backup(tmp_path).release == "2026_01"
 
 
 def test_off_by_default_and_bad_settings(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -18,13 +18,14 @@ from __future__ import annotations
 import html
 import json
 import logging
-import os
 import re
 import tempfile
 import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from vehicle_etl.config import Settings
 
 log = logging.getLogger(__name__)
 
@@ -166,7 +167,7 @@ def webhook_payload(message: Message) -> dict[str, str]:
 
 # -- sending (never raises) --------------------------------------------------------------------
 def _recipients() -> list[str]:
-    return [a.strip() for a in os.environ.get("ALERT_EMAIL_TO", "").split(",") if a.strip()]
+    return list(Settings().alerts.email_to)
 
 
 def send_email(message: Message, to: list[str] | None = None, conn_id: str | None = None) -> bool:
@@ -175,7 +176,7 @@ def send_email(message: Message, to: list[str] | None = None, conn_id: str | Non
     if not to:
         log.info("ALERT_EMAIL_TO is not set: no alert e-mail")
         return False
-    conn_id = conn_id or os.environ.get("ALERT_SMTP_CONN_ID") or "smtp_default"
+    conn_id = conn_id or Settings().alerts.smtp_conn_id
     try:
         from airflow.providers.smtp.notifications.smtp import SmtpNotifier
 
@@ -185,7 +186,7 @@ def send_email(message: Message, to: list[str] | None = None, conn_id: str | Non
                 path = Path(tmp) / name
                 path.write_text(content)
                 files.append(str(path))
-            sender = os.environ.get("ALERT_EMAIL_FROM") or None
+            sender = Settings().alerts.email_from
             for attempt in (sender, DEFAULT_FROM):
                 notifier = SmtpNotifier(to=to, from_email=attempt, subject=message.subject,
                                         html_content=message.html, files=files or None, smtp_conn_id=conn_id)
@@ -206,7 +207,7 @@ def send_email(message: Message, to: list[str] | None = None, conn_id: str | Non
 
 def send_webhook(message: Message, url: str | None = None, timeout: float = 10.0) -> bool:
     """POST the Slack-compatible payload; True on a 2xx answer."""
-    url = url or os.environ.get("ALERT_WEBHOOK_URL")
+    url = url or Settings().alerts.webhook_url
     if not url:
         return False
     try:
@@ -281,7 +282,7 @@ def on_task_failure(context: dict[str, Any]) -> None:
 
 
 def success_enabled() -> bool:
-    return os.environ.get("ALERT_ON_SUCCESS", "").strip().lower() in ("1", "true", "yes", "on")
+    return Settings().alerts.on_success
 
 
 def send_success_summary(run_id: str, *, dag_id: str = "vpic_vehicle_etl", force: bool = False) -> bool:

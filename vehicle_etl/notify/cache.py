@@ -10,12 +10,12 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import re
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from urllib.parse import urlsplit, urlunsplit
 
+from vehicle_etl.config import Settings
 from vehicle_etl.errors import EtlError
 
 log = logging.getLogger(__name__)
@@ -33,8 +33,7 @@ class Invalidation:
 
 
 def redis_url() -> str | None:
-    value = os.environ.get("MVP_PLATFORM_REDIS_URL")
-    return value or None
+    return Settings().redis_url
 
 
 def safe_url(url: str) -> str:

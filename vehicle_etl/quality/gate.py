@@ -17,20 +17,18 @@ import csv
 import importlib
 import logging
 import math
-import os
 import re
 import threading
 import time
 from collections.abc import Callable, Collection
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
-from pathlib import Path
 from typing import Any
 
 import psycopg
 from psycopg import sql
 
-from vehicle_etl.config import LIVE_SCHEMA, PROJECT_ROOT, STAGING_SCHEMA, Settings
+from vehicle_etl.config import LIVE_SCHEMA, STAGING_SCHEMA, Settings
 from vehicle_etl.errors import QualityGateError
 from vehicle_etl.platform_db import schema_exists, schema_tables, sibling, sql_file
 from vehicle_etl.spec import LOOKUP_TARGET, TABLES
@@ -383,7 +381,6 @@ def element_presence_checks(
     ]
 
 
-GOLDEN_CSV = PROJECT_ROOT / "data" / "golden" / "golden_vins.csv"
 
 
 def default_golden(release: str | None = None) -> GoldenHook | None:
@@ -406,10 +403,10 @@ def default_golden(release: str | None = None) -> GoldenHook | None:
     if callable(hook):
         return hook
     accuracy = getattr(decode, "golden_accuracy", None)
-    csv_path = Path(os.environ.get("VEHICLE_ETL_GOLDEN_CSV") or GOLDEN_CSV)
+    csv_path = Settings().golden_csv
     if not callable(accuracy) or not csv_path.is_file():
         return None
-    threshold = float(os.environ.get("VEHICLE_ETL_GOLDEN_MIN_ACCURACY") or 0.999)
+    threshold = Settings().golden_min_accuracy
 
     def from_csv(conn: psycopg.Connection, schema: str) -> tuple[float, float, str]:
         with csv_path.open(newline="") as fh:

@@ -9,13 +9,12 @@ decodes to, before or after it goes live.
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Any
 
 import psycopg
 
-from vehicle_etl.quality.gate import GOLDEN_CSV
+from vehicle_etl.config import Settings
 from vehicle_etl.serving import decode
 
 # The decoded fields compared: the golden file's fields (decode.FIELD_CODES), in that order.
@@ -32,7 +31,7 @@ def golden_decode_drift(
 ) -> dict[str, Any]:
     """{vins, changed_vins, fields: {field: VINs changed}, examples: [{vin, field, old, new}]}, or
     {skipped: why} when there is no golden file or either side has no decoder."""
-    path = Path(golden or os.environ.get("VEHICLE_ETL_GOLDEN_CSV") or GOLDEN_CSV)
+    path = Path(golden or Settings().golden_csv)
     if not path.is_file():
         return {"skipped": f"no golden VIN file at {path}"}
     if not (_has_decoder(conn, live) and _has_decoder(conn, staging)):

@@ -10,7 +10,6 @@ VPIC_KEEP_RELEASES releases (default 3) are kept. A corrupt archive is deleted, 
 from __future__ import annotations
 
 import logging
-import os
 import re
 import shutil
 import time
@@ -22,6 +21,7 @@ from typing import Literal
 
 import requests
 
+from vehicle_etl.config import Settings
 from vehicle_etl.errors import RestoreError
 from vehicle_etl.releases import RELEASE_RE, validate
 
@@ -43,11 +43,11 @@ class NotPublished(DownloadError):
 
 
 def base_url() -> str | None:
-    return os.environ.get("VPIC_DOWNLOAD_BASE_URL") or None
+    return Settings().download_base_url
 
 
 def keep_releases() -> int:
-    raw = os.environ.get("VPIC_KEEP_RELEASES") or "3"
+    raw = Settings().keep_releases
     try:
         value = int(raw)
     except ValueError as exc:

@@ -12,7 +12,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
 import re
 from collections.abc import Awaitable, Callable
 from contextlib import asynccontextmanager
@@ -24,6 +23,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from vehicle_etl.config import Settings
 from vehicle_etl.serving.vpic_api import formats as f
 from vehicle_etl.serving.vpic_api.answer_cache import Answer, AnswerCache
 from vehicle_etl.serving.vpic_api.catalog import Catalog, CatalogUnavailable, Version
@@ -256,10 +256,11 @@ def create_app(conninfo: str | Callable[[], str], *, pool_size: int | None = Non
     live release (VPIC_API_CACHE_MB, default 64, 0 turns it off; VPIC_API_CACHE_ENTRIES, default
     50,000); the release watcher re-reads the live release every `recheck_seconds` without a swap
     notification (VPIC_API_RECHECK_SECONDS, default 5)."""
-    size = pool_size or int(os.environ.get("VPIC_API_POOL_SIZE", "10"))
-    mb = cache_mb if cache_mb is not None else float(os.environ.get("VPIC_API_CACHE_MB", "64"))
-    entries = cache_entries or int(os.environ.get("VPIC_API_CACHE_ENTRIES", "50000"))
-    recheck = recheck_seconds or float(os.environ.get("VPIC_API_RECHECK_SECONDS", "5"))
+    api = Settings().api
+    size = pool_size or api.pool_size
+    mb = cache_mb if cache_mb is not None else api.cache_mb
+    entries = cache_entries or api.cache_entries
+    recheck = recheck_seconds or api.recheck_seconds
     state = Catalogs()
     state.cache = AnswerCache(int(mb * 1024 * 1024), entries)
 

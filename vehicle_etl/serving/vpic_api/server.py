@@ -9,7 +9,6 @@ cores).
 from __future__ import annotations
 
 import logging
-import os
 
 from fastapi import FastAPI
 
@@ -32,7 +31,7 @@ def serve(settings: Settings, host: str = "127.0.0.1", port: int = 8090) -> int:
 
     from vehicle_etl.serving.vpic_api.app import create_app
 
-    workers = int(os.environ.get("VPIC_API_WORKERS", "1"))
+    workers = settings.api.workers
     log.info("serving the vPIC API on http://%s:%d/api/vehicles/ (OpenAPI: /openapi.json), %d process(es)",
              host, port, workers)
     options = {"host": host, "port": port, "log_level": "info", "access_log": False, "server_header": False,
