@@ -3,8 +3,8 @@
 Builds staging once with the pipeline's own steps (extract/load, transform, build_keys) in a
 scratch database, then times, in this process:
   baseline  SELECT count(*) over every staged table (the cheapest possible look at the data)
-  gate 1    quality.key_checks (row counts, key uniqueness, foreign-key coverage)
-  gate 2    quality.validate (SQL checks, drift, golden hook, Great Expectations incl. its import)
+  gate 1    keys.key_checks (row counts, key uniqueness, foreign-key coverage)
+  gate 2    gate.validate (SQL checks, drift, golden hook, Great Expectations incl. its import)
   diff      diff.diff_report against live
 Drift checks and the diff compare with an untimed copy of staging standing in for live (with a
 few renamed makes). Great Expectations is not imported before gate 2, so its import is counted.
@@ -47,7 +47,8 @@ def main() -> int:
     from vehicle_etl import pipeline
     from vehicle_etl.config import STAGING_SCHEMA, Settings
     from vehicle_etl.platform_db import schema_tables
-    from vehicle_etl.quality import gate as quality
+    from vehicle_etl.quality import gate, keys
+    from vehicle_etl.quality.results import format_table
     from vehicle_etl.release import diff
 
     source = args.source
@@ -85,7 +86,7 @@ def main() -> int:
             figures["tables"] = len(tables)
 
             t = time.monotonic()
-            keys = quality.key_checks(conn)
+            keys = keys.key_checks(conn)
             figures["gate1_key_checks_s"] = round(time.monotonic() - t, 2)
 
             # A "live" copy of staging (untimed), so drift checks and the diff do their full work.
@@ -102,7 +103,7 @@ def main() -> int:
             for _ in range(max(1, args.repeat)):
                 assert "great_expectations" not in sys.modules or gate2
                 t = time.monotonic()
-                results = quality.validate(conn, settings, live=live)
+                results = gate.validate(conn, settings, live=live)
                 gate2.append(round(time.monotonic() - t, 2))
             figures["gate2_validate_s"] = gate2
 
@@ -116,7 +117,7 @@ def main() -> int:
         figures["warnings"] = [r.name for r in everything if not r.blocking and not r.passed]
         figures["gate_total_s"] = round(figures["gate1_key_checks_s"] + gate2[0], 2)  # type: ignore[operator]
         figures["diff_makes"] = {k: v for k, v in report["entities"]["makes"].items() if k != "examples"}
-        print(quality.format_table(everything))
+        print(format_table(everything))
         print(json.dumps(figures, indent=2, default=str))
         print(f"\ngate (key checks + validate, first run incl. GX import): {figures['gate_total_s']} s; "
               f"baseline count(*) over {len(tables)} tables: {figures['baseline_count_s']} s; "

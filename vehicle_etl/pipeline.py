@@ -34,7 +34,8 @@ from vehicle_etl.config import (
 )
 from vehicle_etl.errors import ConcurrentRunError, EtlError, SourceError
 from vehicle_etl.platform_db import connect, schema_exists, sibling, table_counts
-from vehicle_etl.quality import gate as quality
+from vehicle_etl.quality import gate, keys
+from vehicle_etl.quality.results import enforce
 from vehicle_etl.release import history, id_history, swap
 from vehicle_etl.serving.vpic_api import release_channel
 from vehicle_etl.source.connect import Source, open_source, url_from_airflow_connection
@@ -315,10 +316,10 @@ def key_gate_step(settings: Settings, run_id: str) -> None:
     """Gate 1 on the loaded tables (after the documented repairs), before anything is derived."""
     with step(settings, run_id, "key_checks") as conn:
         load.repair(conn)
-        results = quality.key_checks(conn, tables=LOADED_TABLES)
+        results = keys.key_checks(conn, tables=LOADED_TABLES)
         with conn.transaction():
             history.update_run(conn, run_id, checks=[r.as_dict() for r in results])
-        quality.enforce(results, "key checks")
+        enforce(results, "key checks")
 
 
 def transform_step(settings: Settings, run_id: str) -> dict[str, int]:
@@ -326,11 +327,11 @@ def transform_step(settings: Settings, run_id: str) -> dict[str, int]:
     with step(settings, run_id, "transform") as conn:
         load.derive(conn, workers=settings.workers)
         counts = table_counts(conn, STAGING_SCHEMA, list(DERIVED_TABLES))
-        results = quality.key_checks(conn, tables=DERIVED_TABLES)
+        results = keys.key_checks(conn, tables=DERIVED_TABLES)
         previous = (history.get_run(conn, run_id) or {}).get("checks") or []
         with conn.transaction():
             history.update_run(conn, run_id, counts=counts, checks=previous + [r.as_dict() for r in results])
-        quality.enforce(results, "derived key checks")
+        enforce(results, "derived key checks")
         return counts
 
 
@@ -358,14 +359,14 @@ def validate_step(
     with step(settings, run_id, "validate") as conn, ThreadPoolExecutor(1, thread_name_prefix="diff") as pool:
         report = pool.submit(release_diff, conn)  # a read beside the gate's reads; kept only if it passes
         run = history.get_run(conn, run_id) or {}
-        results = quality.validate(conn, settings, allow_drift=allow_drift, release=run.get("release"),
+        results = gate.validate(conn, settings, allow_drift=allow_drift, release=run.get("release"),
                                    requested_release=requested_release, allow_element_change=allow_element_change)
         previous = run.get("checks") or []
         with conn.transaction():
             history.update_run(conn, run_id, checks=previous + [r.as_dict() for r in results])
-        quality.enforce(results, "validation")
+        enforce(results, "validation")
         release_report = report.result()
-        breaking = quality.breaking_check(release_report.get("breaking"))
+        breaking = gate.breaking_check(release_report.get("breaking"))
         with conn.transaction():
             history.update_run(conn, run_id, diff=release_report,
                                checks=previous + [r.as_dict() for r in [*results, breaking]])
@@ -444,7 +445,7 @@ def build_catalog(
         extract_load_step(settings, run_id, ref)
         key_gate_step(settings, run_id)
         transform_step(settings, run_id)
-        quality.preload_gx()  # GX's import (seconds of Python) beside the key build (one core in use)
+        gate.preload_gx()  # GX's import (seconds of Python) beside the key build (one core in use)
         build_keys_step(settings, run_id)
         validate_step(settings, run_id, allow_drift=allow_drift, allow_element_change=allow_element_change,
                       requested_release=release)

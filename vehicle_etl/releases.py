@@ -49,6 +49,12 @@ def validate(release: Any, *, optional: bool = True) -> str | None:
     return release
 
 
+def is_release(value: Any) -> bool:
+    """True for a YYYY_MM release name (False for None, "unknown" and anything else): a release
+    that orders as text among the others."""
+    return isinstance(value, str) and RELEASE_RE.fullmatch(value) is not None
+
+
 def in_file_name(path: str | None) -> str | None:
     """The release named in a file name (its last path part only), e.g. vPICList_lite_2026_02.bak."""
     if not path:

@@ -17,7 +17,8 @@ from psycopg import sql
 
 from vehicle_etl import pipeline
 from vehicle_etl.config import PROJECT_ROOT, SAMPLE_DB, STAGING_SCHEMA, Settings, platform_conninfo
-from vehicle_etl.quality import gate as quality
+from vehicle_etl.quality import keys
+from vehicle_etl.quality.results import enforce
 from vehicle_etl.release import history
 from vehicle_etl.source import pgdump
 from vehicle_etl.source.backups import Backup
@@ -89,7 +90,7 @@ def test_sqlite_release_loads_every_new_table(release: Path, staging_db: str) ->
         assert conn.execute(f"SELECT bool_and(check_digit) FROM {STAGING_SCHEMA}.vin_exception").fetchone() == (True,)
         chars = {r[0] for r in conn.execute(f"SELECT DISTINCT valid_char FROM {STAGING_SCHEMA}.wmi_year_valid_chars")}
         assert chars <= set(synth.AN36) and len(chars) > 20
-        results = quality.key_checks(conn, tables=LOADED_TABLES)
+        results = keys.key_checks(conn, tables=LOADED_TABLES)
     by_name = {r.name: r for r in results}
     for name in ("unique_wmi_year_valid_chars_id", "unique_error_code_id", "unique_vin_descriptor",
                  "fk_default_value_element", "fk_vehicle_spec_pattern_vsp"):
@@ -103,11 +104,11 @@ def test_gate_blocks_a_duplicated_key_in_a_new_table(release: Path, staging_db: 
             sql.Identifier(STAGING_SCHEMA), sql.Identifier(STAGING_SCHEMA)))
         conn.execute(sql.SQL("DELETE FROM {}.vspec_schema_pattern WHERE vspec_schema_pattern_id = 1").format(
             sql.Identifier(STAGING_SCHEMA)))
-        results = {r.name: r for r in quality.key_checks(conn, tables=LOADED_TABLES)}
+        results = {r.name: r for r in keys.key_checks(conn, tables=LOADED_TABLES)}
     assert not results["unique_error_code_id"].passed and results["unique_error_code_id"].observed == 1
     assert not results["fk_vehicle_spec_pattern_vsp"].passed
     with pytest.raises(Exception, match="unique_error_code_id"):
-        quality.enforce(list(results.values()), "key checks")
+        enforce(list(results.values()), "key checks")
 
 
 def test_source_without_the_new_tables_loads_as_before(staging_db: str) -> None:

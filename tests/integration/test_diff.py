@@ -137,9 +137,9 @@ def test_breaking_for_the_app(catalogs: Settings) -> None:
     assert "decode_drift" not in report
     md = diff.to_markdown(report)
     assert "## Breaking for the app: 3" in md and "- 11: Civic → Civic Type R" in md
-    from vehicle_etl.quality import gate as quality
+    from vehicle_etl.quality import gate
 
-    check = quality.breaking_check(b)
+    check = gate.breaking_check(b)
     assert (check.name, check.passed, check.blocking, check.observed) == ("breaking_changes", False, False, 3)
 
 

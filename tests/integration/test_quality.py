@@ -28,8 +28,10 @@ from vehicle_etl.config import LIVE_SCHEMA, Settings
 from vehicle_etl.errors import EtlError, QualityGateError
 from vehicle_etl.notify import alerts
 from vehicle_etl.platform_db import schema_tables
-from vehicle_etl.quality import gate as quality
-from vehicle_etl.quality import gx_suite
+from vehicle_etl.quality import checks, drift, gx_suite, keys
+from vehicle_etl.quality import gate as quality_gate
+from vehicle_etl.quality import golden as quality_golden
+from vehicle_etl.quality import results as quality_results
 from vehicle_etl.release import history
 
 
@@ -88,11 +90,11 @@ def _run(gate: Gate, schema: str, statements: list[str]) -> None:
             conn.execute(stmt.replace("{s}", schema).encode())
 
 
-def _by_name(results: list[quality.CheckResult]) -> dict[str, quality.CheckResult]:
+def _by_name(results: list[quality_results.CheckResult]) -> dict[str, quality_results.CheckResult]:
     return {r.name: r for r in results}
 
 
-def _blocking(results: list[quality.CheckResult]) -> set[str]:
+def _blocking(results: list[quality_results.CheckResult]) -> set[str]:
     return {r.name for r in results if r.blocking and not r.passed}
 
 
@@ -119,10 +121,10 @@ def test_duplicate_make_id_fails_unique_make_id(gate: Gate, staged: Callable[[st
     s = staged("dup_make")
     _run(gate, s, ["INSERT INTO {s}.make SELECT * FROM {s}.make ORDER BY make_id LIMIT 1"])
     with gate.connect() as conn:
-        results = quality.key_checks(conn, s)
+        results = keys.key_checks(conn, s)
     assert _blocking(results) == {"unique_make_id"}
     with pytest.raises(QualityGateError, match="unique_make_id"):
-        quality.enforce(results, "key checks")
+        quality_results.enforce(results, "key checks")
 
 
 def test_orphan_pattern_fails_fk_pattern_schema(gate: Gate, staged: Callable[[str], str]) -> None:
@@ -130,7 +132,7 @@ def test_orphan_pattern_fails_fk_pattern_schema(gate: Gate, staged: Callable[[st
     _run(gate, s, ["INSERT INTO {s}.pattern (pattern_id, vin_schema_id, keys, element_id, attribute_id) "
                    "SELECT max(pattern_id) + 1, 999999999, '*****|*', min(element_id), '1' FROM {s}.pattern"])
     with gate.connect() as conn:
-        results = quality.key_checks(conn, s)
+        results = keys.key_checks(conn, s)
     assert _blocking(results) == {"fk_pattern_schema"}
     assert _by_name(results)["fk_pattern_schema"].observed == 1
 
@@ -139,9 +141,9 @@ def test_key_checks_leave_no_transaction_open(gate: Gate) -> None:
     # A read left open would turn the pipeline's history write into a savepoint that is lost
     # when the failed gate rolls back.
     with gate.connect() as conn:
-        quality.key_checks(conn, LIVE_SCHEMA)
+        keys.key_checks(conn, LIVE_SCHEMA)
         assert conn.info.transaction_status == psycopg.pq.TransactionStatus.IDLE
-        quality.validate(conn, None, schema=LIVE_SCHEMA, live="nowhere", use_gx=False)
+        quality_gate.validate(conn, None, schema=LIVE_SCHEMA, live="nowhere", use_gx=False)
         assert conn.info.transaction_status == psycopg.pq.TransactionStatus.IDLE
 
 
@@ -150,7 +152,7 @@ def test_null_model_name_fails_not_empty(gate: Gate, staged: Callable[[str], str
     s = staged("null_model")
     _run(gate, s, ["UPDATE {s}.model SET model_name = NULL WHERE model_id = (SELECT min(model_id) FROM {s}.model)"])
     with gate.connect() as conn:
-        results = quality.sql_checks(conn, s)
+        results = checks.sql_checks(conn, s)
     assert _blocking(results) == {"not_empty_model_name"}
 
 
@@ -160,7 +162,7 @@ def test_whitespace_only_names_fail_not_empty(gate: Gate, staged: Callable[[str]
     _run(gate, s, ["UPDATE {s}.model SET model_name = '' WHERE model_id = (SELECT min(model_id) FROM {s}.model)",
                    "UPDATE {s}.make SET make_name = E'\\t ' WHERE make_id = (SELECT min(make_id) FROM {s}.make)"])
     with gate.connect() as conn:
-        results = quality.sql_checks(conn, s)
+        results = checks.sql_checks(conn, s)
     assert {"not_empty_model_name", "not_empty_make_name"} <= _blocking(results)
 
 
@@ -171,7 +173,7 @@ def test_stray_whitespace_blocks_on_names_and_is_tiered_on_attributes(gate: Gate
                    "UPDATE {s}.pattern SET attribute_id = attribute_id || E'\\n' "
                    "WHERE pattern_id IN (SELECT pattern_id FROM {s}.pattern ORDER BY pattern_id LIMIT 5)"])
     with gate.connect() as conn:
-        results = _by_name(quality.sql_checks(conn, s))
+        results = _by_name(checks.sql_checks(conn, s))
     assert not results["no_stray_whitespace_make_name"].passed and results["no_stray_whitespace_make_name"].blocking
     attr = results["no_stray_whitespace_pattern_attribute_id"]
     assert not attr.passed and not attr.blocking and attr.verdict == "warn"
@@ -179,7 +181,7 @@ def test_stray_whitespace_blocks_on_names_and_is_tiered_on_attributes(gate: Gate
     _run(gate, s, ["UPDATE {s}.pattern SET attribute_id = attribute_id || E'\\n' "
                    "WHERE pattern_id IN (SELECT pattern_id FROM {s}.pattern ORDER BY pattern_id LIMIT 1500)"])
     with gate.connect() as conn:
-        attr = _by_name(quality.sql_checks(conn, s))["no_stray_whitespace_pattern_attribute_id"]
+        attr = _by_name(checks.sql_checks(conn, s))["no_stray_whitespace_pattern_attribute_id"]
     assert attr.blocking and not attr.passed  # beyond the tolerated floor: a regression blocks
 
 
@@ -187,7 +189,7 @@ def test_model_year_out_of_range_blocks(gate: Gate, staged: Callable[[str], str]
     s = staged("years")
     _run(gate, s, ["UPDATE {s}.model_year SET model_year = 1975 WHERE ctid = (SELECT min(ctid) FROM {s}.model_year)"])
     with gate.connect() as conn:
-        assert "model_year_range" in _blocking(quality.sql_checks(conn, s))
+        assert "model_year_range" in _blocking(checks.sql_checks(conn, s))
 
 
 # -- gate 2: drift against live -------------------------------------------------------------------
@@ -195,14 +197,14 @@ def test_table_cut_by_ten_percent_fails_drift(gate: Gate, staged: Callable[[str]
     s = staged("cut")
     _run(gate, s, ["DELETE FROM {s}.pattern WHERE pattern_id % 10 = 0"])
     with gate.connect() as conn:
-        results = quality.drift_checks(conn, s, LIVE_SCHEMA)
-        overridden = quality.drift_checks(conn, s, LIVE_SCHEMA, allow_drift=True)
+        results = drift.drift_checks(conn, s, LIVE_SCHEMA)
+        overridden = drift.drift_checks(conn, s, LIVE_SCHEMA, allow_drift=True)
     assert _blocking(results) == {"drift_shrink_pattern"}
     assert "10." in str(_by_name(results)["drift_shrink_pattern"].observed)
     # the override keeps the evidence but stops blocking
     cut = _by_name(overridden)["drift_shrink_pattern"]
     assert not cut.passed and not cut.blocking
-    quality.enforce(overridden, "validation")  # does not raise
+    quality_results.enforce(overridden, "validation")  # does not raise
 
 
 def test_make_with_models_disappearing_fails_drift(gate: Gate, staged: Callable[[str], str]) -> None:
@@ -213,7 +215,7 @@ def test_make_with_models_disappearing_fails_drift(gate: Gate, staged: Callable[
             "(SELECT 1 FROM vehicles.make_model mm WHERE mm.make_id = m.make_id) ORDER BY 1 LIMIT 1").fetchone()
     _run(gate, s, [f"DELETE FROM {{s}}.make_model WHERE make_id = {make_id}"])
     with gate.connect() as conn:
-        results = _by_name(quality.drift_checks(conn, s, LIVE_SCHEMA, max_shrink=0.9))
+        results = _by_name(drift.drift_checks(conn, s, LIVE_SCHEMA, max_shrink=0.9))
     gone = results["drift_makes_with_models_removed"]
     assert not gone.passed and gone.blocking and gone.observed == 1
     assert make_name in gone.detail
@@ -221,7 +223,7 @@ def test_make_with_models_disappearing_fails_drift(gate: Gate, staged: Callable[
 
 def test_drift_is_skipped_without_live(gate: Gate) -> None:
     with gate.connect() as conn:
-        results = quality.drift_checks(conn, LIVE_SCHEMA, "no_such_schema")
+        results = drift.drift_checks(conn, LIVE_SCHEMA, "no_such_schema")
     assert [(r.name, r.passed) for r in results] == [("drift_vs_live", True)]
 
 
@@ -233,9 +235,9 @@ def test_older_release_is_a_backfill_only_when_named(gate: Gate, staged: Callabl
     _run(gate, newer, ["DELETE FROM {s}.catalog_info", "INSERT INTO {s}.catalog_info (release, source, run_id) "
                        "VALUES ('2026_02', 'x', 'r')"])
     with gate.connect() as conn:
-        unnamed = _by_name(quality.drift_checks(conn, older, newer, release="2025_07"))
-        named = _by_name(quality.drift_checks(conn, older, newer, release="2025_07", requested_release="2025_07"))
-        forward = _by_name(quality.drift_checks(conn, older, newer, release="2026_03"))
+        unnamed = _by_name(drift.drift_checks(conn, older, newer, release="2025_07"))
+        named = _by_name(drift.drift_checks(conn, older, newer, release="2025_07", requested_release="2025_07"))
+        forward = _by_name(drift.drift_checks(conn, older, newer, release="2026_03"))
     order = unnamed["release_order"]
     assert not order.passed and order.blocking and "--release 2025_07" in order.detail
     assert not named["release_order"].blocking and named["release_order"].observed == \
@@ -256,9 +258,9 @@ def test_backfill_baseline_is_the_newest_recorded_run_not_newer(gate: Gate) -> N
         for run, status in (("bf_2025_05", "success"), ("bf_2025_08", "success"), ("bf_2025_07_failed", "failed")):
             history.update_run(conn, run, status=status, counts={"make": 1})
     with gate.connect() as conn:
-        assert quality.baseline_run(conn, "2025_07")["run_id"] == "bf_2025_05"  # type: ignore[index]
-        assert quality.baseline_run(conn, "2025_08")["run_id"] == "bf_2025_08"  # type: ignore[index]
-        assert quality.baseline_run(conn, "2025_01") is None
+        assert drift.baseline_run(conn, "2025_07")["run_id"] == "bf_2025_05"  # type: ignore[index]
+        assert drift.baseline_run(conn, "2025_08")["run_id"] == "bf_2025_08"  # type: ignore[index]
+        assert drift.baseline_run(conn, "2025_01") is None
         with conn.transaction():
             conn.execute("DELETE FROM etl.run_history WHERE run_id LIKE 'bf_%'")
 
@@ -273,17 +275,17 @@ def test_element_missing_from_the_new_release_blocks_unless_overridden(
             "GROUP BY 1, 2 ORDER BY count(*) LIMIT 1").fetchone()
     _run(gate, s, [f"UPDATE {{s}}.pattern SET element_id = -1 WHERE element_id = {element_id}"])
     with gate.connect() as conn:
-        results = _by_name(quality.element_presence_checks(conn, s, LIVE_SCHEMA))
-        overridden = _by_name(quality.element_presence_checks(conn, s, LIVE_SCHEMA, allow_element_change=True))
-        reverse = _by_name(quality.element_presence_checks(conn, LIVE_SCHEMA, s))
+        results = _by_name(drift.element_presence_checks(conn, s, LIVE_SCHEMA))
+        overridden = _by_name(drift.element_presence_checks(conn, s, LIVE_SCHEMA, allow_element_change=True))
+        reverse = _by_name(drift.element_presence_checks(conn, LIVE_SCHEMA, s))
     removed = results["element_removed"]
     assert not removed.passed and removed.blocking and removed.observed == 1
     assert f"{name} ({element_id}," in removed.detail
     assert not results["element_added"].passed and not results["element_added"].blocking  # element -1: new
     assert not overridden["element_removed"].blocking
     with pytest.raises(QualityGateError, match="allow_element_change"):
-        quality.enforce(list(results.values()), "validation")
-    quality.enforce(list(overridden.values()), "validation")  # does not raise
+        quality_results.enforce(list(results.values()), "validation")
+    quality_results.enforce(list(overridden.values()), "validation")  # does not raise
     # the reverse direction: live lacks an element the release has -> a warning only
     assert reverse["element_added"].observed == 1 and not reverse["element_added"].blocking
 
@@ -300,10 +302,10 @@ def test_golden_hook(gate: Gate, monkeypatch: pytest.MonkeyPatch) -> None:
         raise RuntimeError("decoder exploded")
 
     with gate.connect() as conn:
-        ok = quality.golden_check(conn, LIVE_SCHEMA, good)
-        bad = quality.golden_check(conn, LIVE_SCHEMA, lambda c, s: (0.5, 0.95))
-        err = quality.golden_check(conn, LIVE_SCHEMA, broken)
-        skipped = quality.golden_check(conn, LIVE_SCHEMA, None)
+        ok = quality_golden.golden_check(conn, LIVE_SCHEMA, good)
+        bad = quality_golden.golden_check(conn, LIVE_SCHEMA, lambda c, s: (0.5, 0.95))
+        err = quality_golden.golden_check(conn, LIVE_SCHEMA, broken)
+        skipped = quality_golden.golden_check(conn, LIVE_SCHEMA, None)
     assert seen == [LIVE_SCHEMA] and ok.passed
     assert not bad.passed and bad.blocking and bad.observed == 0.5
     assert not err.passed and err.blocking and "decoder exploded" in err.detail
@@ -323,9 +325,9 @@ def test_default_golden_resolves_the_decoder_lazily(
     fake.golden_accuracy = golden_accuracy  # type: ignore[attr-defined]
     monkeypatch.setitem(sys.modules, "vehicle_etl.serving.decode", fake)
     monkeypatch.delenv("VEHICLE_ETL_GOLDEN_CSV", raising=False)
-    assert quality.default_golden() is not None  # the shipped regression set is the default
+    assert quality_golden.default_golden() is not None  # the shipped regression set is the default
     monkeypatch.setenv("VEHICLE_ETL_GOLDEN_CSV", str(tmp_path / "missing.csv"))
-    assert quality.default_golden() is None  # a configured set that is not there: skipped
+    assert quality_golden.default_golden() is None  # a configured set that is not there: skipped
 
     with gate.connect() as conn:  # a WMI of the live sample with a link open to the newest years
         wmi, year_from = conn.execute(  # year_from: the first year any of its links covers
@@ -341,18 +343,18 @@ def test_default_golden_resolves_the_decoder_lazily(
     monkeypatch.setenv("VEHICLE_ETL_GOLDEN_CSV", str(golden))
     monkeypatch.setenv("VEHICLE_ETL_GOLDEN_MIN_ACCURACY", "0.95")
     with gate.connect() as conn:
-        hook = quality.default_golden()
+        hook = quality_golden.default_golden()
         assert hook is not None
         observed, threshold, detail = hook(conn, LIVE_SCHEMA)
         # a release of 2025_07 cannot be held to a model year 2026 VIN
-        older = quality.default_golden("2025_07")(conn, LIVE_SCHEMA)  # type: ignore[misc]
+        older = quality_golden.default_golden("2025_07")(conn, LIVE_SCHEMA)  # type: ignore[misc]
     assert (observed, threshold) == (0.9, 0.95) and detail.startswith("2 of 4 golden VINs counted")
     # only VINs whose WMI the release links for their model year are decoded
     assert calls[0] == ([linked, newer], LIVE_SCHEMA)
     assert calls[1] == ([linked], LIVE_SCHEMA) and older[2].startswith("1 of 4 golden VINs counted")
 
     fake.golden_gate = lambda conn, schema: (1.0, 0.99)  # type: ignore[attr-defined]
-    assert quality.default_golden() is fake.golden_gate  # an explicit gate hook wins
+    assert quality_golden.default_golden() is fake.golden_gate  # an explicit gate hook wins
 
 
 # -- gate 2: the Great Expectations suite ----------------------------------------------------------
@@ -383,16 +385,16 @@ def test_importing_quality_does_not_import_great_expectations() -> None:
 
 
 def test_format_table_and_first_failure() -> None:
-    results = [quality.CheckResult("a_ok", True, 0, 0), quality.CheckResult("b_warn", False, 3, 0, blocking=False),
-               quality.CheckResult("c_fail", False, 1, 0)]
-    table = quality.format_table(results)
+    check = quality_results.CheckResult
+    results = [check("a_ok", True, 0, 0), check("b_warn", False, 3, 0, blocking=False), check("c_fail", False, 1, 0)]
+    table = quality_results.format_table(results)
     assert [line.split()[1] for line in table.splitlines()[1:]] == ["ok", "warn", "FAIL"]
-    assert quality.first_failure(results) == "c_fail"
-    assert quality.first_failure([r.as_dict() for r in results[:2]]) == "b_warn"
-    assert quality.first_failure(results[:1]) is None
-    many = [quality.CheckResult(f"f{i}", False, 1, 0) for i in range(7)]
+    assert quality_results.first_failure(results) == "c_fail"
+    assert quality_results.first_failure([r.as_dict() for r in results[:2]]) == "b_warn"
+    assert quality_results.first_failure(results[:1]) is None
+    many = [quality_results.CheckResult(f"f{i}", False, 1, 0) for i in range(7)]
     with pytest.raises(QualityGateError, match=r"f0 .*f4 \(observed 1, threshold 0\) and 2 more") as err:
-        quality.enforce(many, "validation")
+        quality_results.enforce(many, "validation")
     assert "f5" not in str(err.value)
 
 

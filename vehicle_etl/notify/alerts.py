@@ -56,7 +56,7 @@ class Message:
 
 # -- building messages (pure) ------------------------------------------------------------------
 def _checks(rows: list[dict[str, Any]] | None) -> list[Any]:
-    from vehicle_etl.quality.gate import CheckResult
+    from vehicle_etl.quality.results import CheckResult
 
     out = []
     for r in rows or []:
@@ -70,7 +70,7 @@ def _checks(rows: list[dict[str, Any]] | None) -> list[Any]:
 
 def check_table(rows: list[dict[str, Any]] | None, limit: int = MAX_TABLE_ROWS) -> str:
     """Failures first, then warnings, then passes; at most `limit` rows plus a count of the rest."""
-    from vehicle_etl.quality.gate import format_table
+    from vehicle_etl.quality.results import format_table
 
     checks = _checks(rows)
     if not checks:
@@ -96,7 +96,7 @@ def failure_message(
     try_number: int | None = None,
 ) -> Message:
     """Subject: DAG, task, release and the first failing check; body: the check table and the log link."""
-    from vehicle_etl.quality.gate import first_failure
+    from vehicle_etl.quality.results import first_failure
 
     failed = [c for c in (checks or []) if not c.get("passed") and c.get("blocking", True)]
     first = first_failure(failed) if failed else None

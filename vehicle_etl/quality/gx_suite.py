@@ -18,12 +18,11 @@ import time
 import warnings
 from dataclasses import dataclass, field
 from datetime import date
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import psycopg
 
-if TYPE_CHECKING:
-    from vehicle_etl.quality.gate import CheckResult
+from vehicle_etl.quality.results import CheckResult
 
 log = logging.getLogger(__name__)
 
@@ -122,8 +121,6 @@ def run_suite(
     only: list[str] | None = None,
 ) -> list[CheckResult]:
     """Run the suite on `schema` and return one CheckResult per rule."""
-    from vehicle_etl.quality.gate import CheckResult
-
     started = time.monotonic()
     gx = import_gx()
     import great_expectations.expectations as gxe
@@ -155,7 +152,7 @@ def run_suite(
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             for table, table_rules in by_table.items():
-                results += _validate_table(gx, gxe, CheckResult, source, schema, table, table_rules)
+                results += _validate_table(gx, gxe, source, schema, table, table_rules)
     finally:
         # GX keeps a SQLAlchemy engine (a pool of open connections) per datasource.
         engine = getattr(source, "_engine", None)
@@ -167,7 +164,7 @@ def run_suite(
 
 
 def _validate_table(
-    gx: Any, gxe: Any, cls: type[CheckResult], source: Any, schema: str, table: str, table_rules: list[Rule]
+    gx: Any, gxe: Any, source: Any, schema: str, table: str, table_rules: list[Rule]
 ) -> list[CheckResult]:
     """One batch (the whole table, read in place) validated against the table's rules."""
     asset = source.add_table_asset(name=table, table_name=table, schema_name=schema)
@@ -177,23 +174,24 @@ def _validate_table(
         suite.add_expectation(getattr(gxe, rule.kind)(**rule.kwargs, meta={"check": rule.name}))
     outcome = batch.validate(suite, result_format="BASIC")
     by_name = {r.name: r for r in table_rules}
-    return [_to_check(cls, by_name[res.expectation_config.meta["check"]], res) for res in outcome.results]
+    return [_to_check(by_name[res.expectation_config.meta["check"]], res) for res in outcome.results]
 
 
-def _to_check(cls: type[CheckResult], rule: Rule, res: Any) -> CheckResult:
+def _to_check(rule: Rule, res: Any) -> CheckResult:
     r = res.result or {}
     if res.exception_info and res.exception_info.get("raised_exception"):
         message = str(res.exception_info.get("exception_message"))[:300]
-        return cls(rule.name, False, "error", "-", True, f"GX could not evaluate: {message}")
+        return CheckResult(rule.name, False, "error", "-", True, f"GX could not evaluate: {message}")
     unexpected = r.get("unexpected_count")
     mostly = rule.kwargs.get("mostly", 1.0)
     threshold = f"mostly {mostly}" if mostly < 1 else "all rows"
     if unexpected is None:  # aggregate expectations report an observed value instead
         observed = r.get("observed_value")
-        return cls(rule.name, bool(res.success), observed, threshold, rule.blocking, "" if res.success else rule.why)
+        return CheckResult(rule.name, bool(res.success), observed, threshold, rule.blocking,
+                           "" if res.success else rule.why)
     examples = ", ".join(str(v) for v in (r.get("partial_unexpected_list") or [])[:5] if v is not None)
     detail = f"{unexpected} of {r.get('element_count')} rows" + (f", e.g. {examples}" if examples else "")
     detail = f"{detail}; {rule.why}" if unexpected else ""
     # Success with unexpected rows = a tolerated fault: a warning, not a pass.
-    return cls(rule.name, bool(res.success) and not unexpected, unexpected, threshold,
+    return CheckResult(rule.name, bool(res.success) and not unexpected, unexpected, threshold,
                blocking=rule.blocking and not res.success, detail=detail)

@@ -24,7 +24,7 @@ import psycopg
 from psycopg import sql
 
 from vehicle_etl.config import LIVE_SCHEMA, STAGING_SCHEMA, Settings
-from vehicle_etl.platform_db import schema_exists, schema_tables, sql_file
+from vehicle_etl.platform_db import render, schema_exists, schema_tables, sql_file
 
 
 @dataclass(frozen=True)
@@ -160,9 +160,7 @@ def breaking_changes(conn: psycopg.Connection, staging: str, live: str, limit: i
     for path, needs in BREAKING_SQL:
         if not set(needs) <= tables:
             continue
-        text = sql_file(path)
-        for name, schema in (("schema", staging), ("live", live)):
-            text = text.replace("{{" + name + "}}", sql.Identifier(schema).as_string(None))
+        text = render(sql_file(path), staging, live=live)
         for kind, count, examples in conn.execute(text.encode(), {"limit": limit}).fetchall():
             out[kind] = {"count": count, "examples": examples}
     return {"total": sum(v["count"] for v in out.values()), **out}
