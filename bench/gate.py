@@ -44,12 +44,13 @@ def main() -> int:
     import psycopg
     from conftest import create_database, drop_database, dsn, full_snapshot, settings_for
 
-    from vehicle_etl import pipeline
+    from vehicle_etl import pipeline, runs
     from vehicle_etl.config import STAGING_SCHEMA, Settings
     from vehicle_etl.platform_db import schema_tables
     from vehicle_etl.quality import gate, keys
     from vehicle_etl.quality.results import format_table
     from vehicle_etl.release import diff
+    from vehicle_etl.source import reference
 
     source = args.source
     if source is None and not args.reuse:
@@ -68,10 +69,10 @@ def main() -> int:
         if not args.reuse:
             run_id = f"bench_gate_{uuid.uuid4().hex[:6]}"
             t = time.monotonic()
-            ref = pipeline.source_ref(settings, source, None)
-            pipeline.start_run(settings, run_id, ref, "bench")
+            ref = reference.source_ref(settings, source, None)
+            runs.start_run(settings, run_id, ref, "bench")
             pipeline.extract_load_step(settings, run_id, ref)
-            pipeline.key_gate_step(settings, run_id)  # with the documented repairs the keys rely on
+            pipeline.key_checks_step(settings, run_id)  # with the documented repairs the keys rely on
             pipeline.transform_step(settings, run_id)
             pipeline.build_keys_step(settings, run_id)
             figures["build_staging_s"] = round(time.monotonic() - t, 1)

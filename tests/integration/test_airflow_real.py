@@ -37,7 +37,7 @@ pytestmark = pytest.mark.airflow_real
 
 DAG = "vpic_vehicle_etl"
 TASKS = {"restore", "check_release", "extract_load", "transform", "key_checks", "build_keys", "validate", "swap",
-         "publish"}
+         "marker", "publish"}
 SAMPLE_URL = f"sqlite:///{SAMPLE_DB}"
 RUN_TIMEOUT = 300  # one sample run takes well under a minute on a quiet machine
 

@@ -15,12 +15,12 @@ import pytest
 from conftest import create_database, drop_database, dsn
 from psycopg import sql
 
-from vehicle_etl import pipeline
+from vehicle_etl import pipeline, runs
 from vehicle_etl.config import PROJECT_ROOT, SAMPLE_DB, STAGING_SCHEMA, Settings, platform_conninfo
 from vehicle_etl.quality import keys
 from vehicle_etl.quality.results import enforce
 from vehicle_etl.release import history
-from vehicle_etl.source import pgdump
+from vehicle_etl.source import pgdump, reference
 from vehicle_etl.source.backups import Backup
 from vehicle_etl.source.connect import open_source
 from vehicle_etl.spec import COMPLETE_RELEASE_ONLY, LOADED_TABLES, TABLES
@@ -139,11 +139,11 @@ def test_postgres_dump_path_schema_vpic(release: Path, tmp_path: Path, staging_d
 
 
 def test_run_history_counts_the_new_tables(release: Path, platform_db: Settings) -> None:
-    run_id = pipeline.new_run_id()
-    ref = pipeline.SourceRef(f"sqlite:///{release}", "2026_03")
-    pipeline.start_run(platform_db, run_id, ref, "test")
+    run_id = runs.new_run_id()
+    ref = reference.SourceRef(f"sqlite:///{release}", "2026_03")
+    runs.start_run(platform_db, run_id, ref, "test")
     pipeline.extract_load_step(platform_db, run_id, ref)
-    pipeline.key_gate_step(platform_db, run_id)
+    pipeline.key_checks_step(platform_db, run_id)
     with psycopg.connect(platform_conninfo(platform_db)) as conn:
         run = history.get_run(conn, run_id)
     assert run is not None

@@ -10,11 +10,12 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from vehicle_etl import cli, pipeline
+from vehicle_etl import cli, pipeline, runs
 from vehicle_etl.config import SAMPLE_DB, Settings
 from vehicle_etl.errors import ConcurrentRunError, EtlError, QualityGateError, SourceError
 from vehicle_etl.platform_db import connect, schema_exists, schema_tables
 from vehicle_etl.release import history, swap
+from vehicle_etl.source import reference
 
 
 def live_checksum(settings: Settings, schema: str = "vehicles") -> dict[str, str]:
@@ -134,7 +135,7 @@ def test_source_url_with_password_is_refused(platform_db: Settings) -> None:
 
 
 def test_second_concurrent_run_fails_fast(platform_db: Settings) -> None:
-    with pipeline.run_lock(platform_db), pytest.raises(ConcurrentRunError, match="another vehicle ETL run"):
+    with runs.run_lock(platform_db), pytest.raises(ConcurrentRunError, match="another vehicle ETL run"):
         pipeline.build_catalog(platform_db)
 
 
@@ -183,29 +184,29 @@ def platform_db_dsn(settings: Settings) -> str:
 
 def test_a_run_whose_staging_was_replaced_cannot_promote_it(platform_db: Settings) -> None:
     """Between two Airflow tasks another run may rebuild staging: the first run must not go on with it."""
-    ref = pipeline.source_ref(platform_db, None, "2026_02")
+    ref = reference.source_ref(platform_db, None, "2026_02")
     for run_id in ("run-a", "run-b"):
-        pipeline.start_run(platform_db, run_id, ref, "manual")
+        runs.start_run(platform_db, run_id, ref, "manual")
         pipeline.extract_load_step(platform_db, run_id, ref)  # run-b replaces run-a's staging
     with pytest.raises(EtlError, match="belongs to run run-b, not to this run"):
-        pipeline.key_gate_step(platform_db, "run-a")
+        pipeline.key_checks_step(platform_db, "run-a")
     with pytest.raises(EtlError, match="belongs to run run-b"):
         pipeline.swap_step(platform_db, "run-a", ref)
     with connect(platform_db) as conn:
         assert not schema_exists(conn, "vehicles")
         assert history.get_run(conn, "run-a")["status"] == "failed"
-    pipeline.key_gate_step(platform_db, "run-b")  # the owner carries on
+    pipeline.key_checks_step(platform_db, "run-b")  # the owner carries on
 
 
 def test_retried_transform_and_build_keys_steps_resume_and_the_run_goes_live(platform_db: Settings) -> None:
     """Airflow retries a failed task: transform run again over derived tables it committed, and
     build_keys over keys it committed, must pass (derived tables rebuilt, indexes IF NOT EXISTS,
     keys skipped once declared, functions replaced), and the run must go on."""
-    ref = pipeline.source_ref(platform_db, None, "2026_02")
+    ref = reference.source_ref(platform_db, None, "2026_02")
     run_id = "run-retry"
-    pipeline.start_run(platform_db, run_id, ref, "manual")
+    runs.start_run(platform_db, run_id, ref, "manual")
     pipeline.extract_load_step(platform_db, run_id, ref)
-    pipeline.key_gate_step(platform_db, run_id)
+    pipeline.key_checks_step(platform_db, run_id)
     pipeline.transform_step(platform_db, run_id)
     pipeline.transform_step(platform_db, run_id)  # a retried transform rebuilds its tables
     pipeline.build_keys_step(platform_db, run_id)

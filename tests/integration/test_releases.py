@@ -19,7 +19,7 @@ from vehicle_etl.config import SAMPLE_DB, Settings
 from vehicle_etl.errors import ReleaseError, RestoreError, SourceError
 from vehicle_etl.platform_db import connect, schema_exists
 from vehicle_etl.release import history
-from vehicle_etl.source import backups
+from vehicle_etl.source import backups, reference
 from vehicle_etl.spec import TABLES
 
 NOW = datetime(2026, 12, 2, tzinfo=UTC)
@@ -172,7 +172,7 @@ def test_release_inferred_without_a_request(platform_db: Settings, tmp_path: Pat
     run_id = new_run()
     assert pipeline.resolve_step(platform_db, run_id, "manual", source).release == expected
     assert run_row(platform_db, run_id)["release"] == expected
-    assert pipeline.resolve_step(platform_db, new_run(), "manual").release == pipeline.SAMPLE_RELEASE
+    assert pipeline.resolve_step(platform_db, new_run(), "manual").release == reference.SAMPLE_RELEASE
 
 
 def test_a_backfill_run_takes_the_newest_release_of_its_month(platform_db: Settings, tmp_path: Path) -> None:
@@ -198,7 +198,7 @@ def test_unknown_release_is_recorded_and_never_a_noop(platform_db: Settings, tmp
     ref = pipeline.resolve_step(platform_db, new_run(), "scheduled", source)
     assert ref.release == releases.UNKNOWN
     assert pipeline.is_noop(platform_db, ref, force=False) is False
-    assert pipeline.is_noop(platform_db, pipeline.SourceRef(source, None), force=False) is False
+    assert pipeline.is_noop(platform_db, reference.SourceRef(source, None), force=False) is False
 
 
 def test_a_known_live_release_is_a_noop(platform_db: Settings) -> None:

@@ -28,10 +28,11 @@ from psycopg import sql
 from test_decode import VIN
 
 from vehicle_etl import cli, pipeline
-from vehicle_etl.config import PROJECT_ROOT, SAMPLE_DB, Settings
+from vehicle_etl.config import PROJECT_ROOT, SAMPLE_DB, Settings, platform_conninfo
 from vehicle_etl.errors import EtlError, SourceError
 from vehicle_etl.release import history
 from vehicle_etl.serving.decode import ensure_reader_role
+from vehicle_etl.source import reference
 
 CLI = Path(sys.executable).parent / "vehicle-etl"
 PASSWORD = "Pw-Recognisable-9f3b"
@@ -344,7 +345,7 @@ def test_pipeline_runs_as_a_non_superuser_etl_role_and_never_leaks_a_password(
                         capture_output=True, text=True, timeout=600)
     assert ok.returncode == 0, ok.stderr[-3000:]
     summary = json.loads(ok.stdout)
-    with psycopg.connect(dsn(psycopg.conninfo.conninfo_to_dict(pipeline.platform_conninfo(settings))["dbname"])) as c:
+    with psycopg.connect(dsn(psycopg.conninfo.conninfo_to_dict(platform_conninfo(settings))["dbname"])) as c:
         owners = c.execute(
             "SELECT DISTINCT r.rolname, r.rolsuper FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
             "JOIN pg_roles r ON r.oid = c.relowner WHERE n.nspname IN ('vehicles', 'etl') AND c.relkind = 'r'"
@@ -362,7 +363,7 @@ def test_pipeline_runs_as_a_non_superuser_etl_role_and_never_leaks_a_password(
             pipeline.build_catalog(Settings(), release="2026_03")
         errors.append(str(info.value))
         assert cli.main(["-v", "build-catalog", "--release", "2026_03"]) == 1  # the same, as logged
-        ref = pipeline.source_ref(Settings(), None, "2026_03")
+        ref = reference.source_ref(Settings(), None, "2026_03")
         xcom = json.dumps(ref.as_dict())  # what the DAG's restore task returns (XCom)
     finally:
         del os.environ["VPIC_SOURCE_URL"]
@@ -382,7 +383,7 @@ def test_pipeline_runs_as_a_non_superuser_etl_role_and_never_leaks_a_password(
     assert cli.main(["summary"]) == 1  # the last run failed
     assert cli.main(["status", "--json"]) == 1
 
-    with psycopg.connect(dsn(psycopg.conninfo.conninfo_to_dict(pipeline.platform_conninfo(settings))["dbname"])) as c:
+    with psycopg.connect(dsn(psycopg.conninfo.conninfo_to_dict(platform_conninfo(settings))["dbname"])) as c:
         history_rows = [json.dumps(r, default=str) for r in history.recent_runs(c, 50)]
         activity = [str(r) for r in c.execute("SELECT * FROM pg_stat_activity").fetchall()]
     assert len(history_rows) == 4 and summary["status"] == "success"  # 1 success, 3 failed

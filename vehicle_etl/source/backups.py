@@ -20,7 +20,7 @@ log = logging.getLogger(__name__)
 Kind = Literal["bak", "pgdump", "sqlite"]
 
 # The release part is loose here on purpose: a file with a bad month is reported, not ignored silently.
-_NAME_RE = re.compile(
+BACKUP_NAME_RE = re.compile(
     r"^vPICList_lite_(?P<release>\d{4}_\d{2})\.(?P<ext>bak\.zip|bak|plain\.zip|sql|db|sqlite)$"
 )
 _KIND_OF_EXT: dict[str, Kind | None] = {
@@ -63,7 +63,7 @@ def find_backup(backups_dir: Path, release: str | None = None, kinds: Iterable[K
     candidates: dict[str, list[tuple[str, Path]]] = {}
     bad_names: list[str] = []
     for entry in sorted(backups_dir.iterdir()):
-        m = _NAME_RE.match(entry.name)
+        m = BACKUP_NAME_RE.match(entry.name)
         if not m or not entry.is_file():
             if entry.name.startswith("vPICList_lite_"):
                 bad_names.append(entry.name)

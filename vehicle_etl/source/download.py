@@ -23,14 +23,14 @@ import requests
 
 from vehicle_etl.config import Settings
 from vehicle_etl.errors import RestoreError
-from vehicle_etl.releases import RELEASE_RE, validate
+from vehicle_etl.releases import is_release, validate
+from vehicle_etl.source.backups import BACKUP_NAME_RE
 
 log = logging.getLogger(__name__)
 
 Format = Literal["bak", "plain"]
 SUFFIX: dict[Format, str] = {"bak": ".bak.zip", "plain": ".plain.zip"}
 CHUNK = 1 << 16  # small enough that a cut connection loses little of what was received
-_RELEASE_FILE = re.compile(r"^vPICList_lite_(\d{4}_\d{2})\.(bak|bak\.zip|plain\.zip|sql|db|sqlite)$")
 _RETRY_STATUS = {408, 429, 500, 502, 503, 504}
 
 
@@ -242,9 +242,9 @@ def prune(backups_dir: Path, keep: int) -> list[Path]:
         raise DownloadError("keep must be at least 1")
     by_release: dict[str, list[Path]] = {}
     for entry in backups_dir.iterdir():
-        m = _RELEASE_FILE.match(entry.name)
-        if m and entry.is_file() and RELEASE_RE.fullmatch(m.group(1)):
-            by_release.setdefault(m.group(1), []).append(entry)
+        m = BACKUP_NAME_RE.match(entry.name)
+        if m and entry.is_file() and is_release(m["release"]):
+            by_release.setdefault(m["release"], []).append(entry)
     removed: list[Path] = []
     for release in sorted(by_release, reverse=True)[keep:]:
         for path in by_release[release]:
