@@ -29,9 +29,9 @@ from vehicle_etl.errors import EtlError
 from vehicle_etl.platform_db import connect, schema_exists, sibling, table_counts
 from vehicle_etl.quality import gate, keys
 from vehicle_etl.quality.results import enforce
+from vehicle_etl.release import channel as release_channel
 from vehicle_etl.release import history, id_history, swap
 from vehicle_etl.runs import new_run_id, record_failure, run_lock, start_run, step
-from vehicle_etl.serving.vpic_api import release_channel
 from vehicle_etl.source.reference import (
     SourceRef,
     check_release,

@@ -31,8 +31,8 @@ import pytest
 from conftest import TEST_PG, build_catalog, create_database, drop_database, dsn
 from starlette.testclient import TestClient
 
+from vehicle_etl.release import channel as release_channel
 from vehicle_etl.serving.decode import ensure_reader_role
-from vehicle_etl.serving.vpic_api import release_channel
 from vehicle_etl.serving.vpic_api.app import create_app
 
 FIXTURES = Path(__file__).resolve().parents[1] / "data" / "nhtsa"

@@ -1,7 +1,7 @@
 """Which release is live, known to the server without a database round trip per request.
 
 One connection outside the pool LISTENs on the channel every swap NOTIFYs inside its transaction
-(release_channel.py); PostgreSQL delivers the notification at the swap's commit. On each
+(vehicle_etl/release/channel.py); PostgreSQL delivers the notification at the swap's commit. On each
 notification, and every `recheck` seconds without one, the watcher reads the live release on that
 same connection (which also proves the connection, and so the subscription, is alive) and tells the
 answer cache. Order matters: LISTEN first, then read, so a swap that commits in between is both
