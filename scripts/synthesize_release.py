@@ -68,7 +68,7 @@ NEVER_FROM_PATTERNS = (26, 27, 29, 39)  # Make, Manufacturer, ModelYear, Vehicle
 BATCH = 50_000
 
 # NHTSA's error codes (id, name, additional text, weight): the texts and weights the decoder embeds
-# (include/sql/derive/25_decode_support.sql), written as the release's ErrorCode table.
+# (include/sql/derive/decode_support.sql), written as the release's ErrorCode table.
 ERROR_CODES: tuple[tuple[int, str, str | None, int], ...] = (
     (0, "0 - VIN decoded clean. Check Digit (9th position) is correct", None, 0),
     (1, "1 - Check Digit (9th position) does not calculate properly", None, -5),

@@ -102,13 +102,13 @@ def build_catalog(dbname: str, source_url: str, info: tuple[str, str, str] | Non
     store: a row goes live with its version, it cannot be inserted into live afterwards)."""
     from vehicle_etl.release import swap
     from vehicle_etl.source.connect import open_source
-    from vehicle_etl.staging import load
+    from vehicle_etl.staging import derived, load
 
     with psycopg.connect(dsn(dbname), autocommit=True) as conn:
         load.prepare_staging(conn)
         load.extract_load(open_source(source_url), dsn(dbname), 20000)
-        load.repair(conn)
-        load.derive(conn)
+        derived.repair(conn)
+        derived.derive(conn)
         load.build_keys(conn)
         if info is not None:
             conn.execute("INSERT INTO vehicles_staging.catalog_info (release, source, run_id) VALUES (%s, %s, %s)",

@@ -41,7 +41,7 @@ from vehicle_etl.source.reference import (
     validate_source,
 )
 from vehicle_etl.spec import DERIVED_TABLES, LOADED_TABLES
-from vehicle_etl.staging import load
+from vehicle_etl.staging import derived, load
 
 log = logging.getLogger(__name__)
 
@@ -89,7 +89,7 @@ def extract_load_step(settings: Settings, run_id: str, ref: SourceRef) -> dict[s
 def key_checks_step(settings: Settings, run_id: str) -> None:
     """Gate 1 on the loaded tables (after the documented repairs), before anything is derived."""
     with step(settings, run_id, "key_checks") as conn:
-        load.repair(conn)
+        derived.repair(conn)
         results = keys.key_checks(conn, tables=LOADED_TABLES)
         with conn.transaction():
             history.update_run(conn, run_id, checks=[r.as_dict() for r in results])
@@ -99,7 +99,7 @@ def key_checks_step(settings: Settings, run_id: str) -> None:
 def transform_step(settings: Settings, run_id: str) -> dict[str, int]:
     """Derive the dropdown and decoder tables, then check their keys like the loaded ones."""
     with step(settings, run_id, "transform") as conn:
-        load.derive(conn, workers=settings.workers)
+        derived.derive(conn, workers=settings.workers)
         counts = table_counts(conn, STAGING_SCHEMA, list(DERIVED_TABLES))
         results = keys.key_checks(conn, tables=DERIVED_TABLES)
         previous = (history.get_run(conn, run_id) or {}).get("checks") or []

@@ -12,7 +12,7 @@ from conftest import SHARED, build_catalog, create_database, drop_database, dsn
 from vehicle_etl.config import PROJECT_ROOT
 from vehicle_etl.serving import decode as dec
 from vehicle_etl.source.connect import open_source
-from vehicle_etl.staging import load
+from vehicle_etl.staging import derived, load
 
 GOLDEN_SAMPLE = PROJECT_ROOT / "tests" / "golden_sample.csv"
 DEV_VINS = SHARED / "data" / "vin_ground_truth" / "dev_vins.csv"
@@ -207,8 +207,8 @@ def test_decode_works_in_staging_after_build_keys(sample_url: str) -> None:
         with psycopg.connect(dsn(name), autocommit=True) as conn:
             load.prepare_staging(conn)
             load.extract_load(open_source(sample_url), dsn(name), 20000)
-            load.repair(conn)
-            load.derive(conn)
+            derived.repair(conn)
+            derived.derive(conn)
             load.build_keys(conn)
             res = dec.decode(conn, [VIN], schema="vehicles_staging")[0]
             assert res["Model"] == "Model 3"

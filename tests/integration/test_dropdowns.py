@@ -64,7 +64,7 @@ def test_dropdown_makes_order_and_filter_in_custom_and_generic_plans(cat: psycop
 
 def test_options_only_when_a_vin_could_decode_to_both(cat: psycopg.Connection) -> None:
     """A constructed schema: two models told apart by position 4, each with its own trim and engine."""
-    from vehicle_etl.platform_db import render, sql_file, sql_files
+    from vehicle_etl.platform_db import render, sql_files
 
     # The live catalog's tables are views over the version store: the test edits the live
     # version's own tables (vehicles_v<N>, where inserted rows take the version's number by default)
@@ -93,9 +93,9 @@ def test_options_only_when_a_vin_could_decode_to_both(cat: psycopg.Connection) -
         # rebuild the derived tables from the edited catalog, in this transaction only
         from vehicle_etl.spec import DERIVED_TABLES
         cat.execute(f"DROP TABLE {', '.join(DERIVED_TABLES)} CASCADE")
-        from vehicle_etl.staging.load import DERIVE_STEPS
-        for name, _ in DERIVE_STEPS:
-            cat.execute(render(sql_file(f"derive/{name}.sql"), flat).encode())
+        from vehicle_etl.staging.derived import derive_files
+        for step in derive_files():
+            cat.execute(render(step.path.read_text(), flat).encode())
         trims_a = {r[3] for r in cat.execute(f"SELECT * FROM {flat}.dropdown_trims(%s, 990001, 2021)", (make,))}
         trims_b = {r[3] for r in cat.execute(f"SELECT * FROM {flat}.dropdown_trims(%s, 990002, 2021)", (make,))}
         eng_a = {r[4] for r in cat.execute(f"SELECT * FROM {flat}.dropdown_engines(%s, 990001, 2021)", (make,))}

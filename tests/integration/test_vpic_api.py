@@ -540,7 +540,7 @@ def two_releases(sample_url: str, tmp_path: Path) -> Iterator[str]:
     """A database with release sample-a as previous and sample-b live; B's make 441 is 'Tesla B'."""
     from vehicle_etl.release import history, swap
     from vehicle_etl.source.connect import open_source
-    from vehicle_etl.staging import load
+    from vehicle_etl.staging import derived, load
 
     name = create_database("vetl_api_swap")
     try:
@@ -550,8 +550,8 @@ def two_releases(sample_url: str, tmp_path: Path) -> Iterator[str]:
             history.ensure_schema(conn)
             load.prepare_staging(conn)
             load.extract_load(open_source(sample_url), dsn(name), 20000)
-            load.repair(conn)
-            load.derive(conn)
+            derived.repair(conn)
+            derived.derive(conn)
             load.build_keys(conn)
             conn.execute("UPDATE vehicles_staging.make SET make_name = make_name || ' B' WHERE make_id = 441")
             # catalog_info goes live with its version, as the pipeline's swap step writes it

@@ -1,5 +1,6 @@
-"""The derive files run side by side as soon as the files they read from have committed
-(load.DERIVE_STEPS): a file that reads a derived table must list the file that builds it."""
+"""The derive files run side by side as soon as the files they read from have committed (their
+headers, vehicle_etl.staging.derived): a header must name every table its file builds and every
+derived table it reads."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ import re
 
 from vehicle_etl.platform_db import sql_files
 from vehicle_etl.spec import DERIVED_TABLES
-from vehicle_etl.staging.load import DERIVE_STEPS
+from vehicle_etl.staging.derived import derive_files
 
 
 def _tables_built_and_read() -> tuple[dict[str, str], dict[str, set[str]]]:
@@ -25,12 +26,14 @@ def _tables_built_and_read() -> tuple[dict[str, str], dict[str, set[str]]]:
 def test_every_derived_table_is_built_by_exactly_one_listed_file() -> None:
     built, _ = _tables_built_and_read()
     assert set(built) == set(DERIVED_TABLES)
-    assert set(built.values()) == {name for name, _ in DERIVE_STEPS}
+    files = derive_files()
+    assert {d.name for d in files} == set(built.values())
+    assert {t: d.name for d in files for t in d.builds} == built  # the headers say what the SQL does
 
 
 def test_a_file_waits_for_every_file_whose_tables_it_reads() -> None:
     built, read = _tables_built_and_read()
-    needs = dict(DERIVE_STEPS)
+    needs = {d.name: d.needs for d in derive_files()}
 
     def before(name: str) -> set[str]:  # the files that have committed when `name` starts
         out: set[str] = set()
@@ -42,12 +45,12 @@ def test_a_file_waits_for_every_file_whose_tables_it_reads() -> None:
         for table in tables:
             producer = built[table]
             assert producer == name or producer in before(name), (
-                f"{name}.sql reads {table}, built by {producer}.sql: add it to load.DERIVE_STEPS[{name!r}]")
+                f"{name}.sql reads {table}, built by {producer}.sql: name it in the file's '-- reads:' header")
 
 
 def test_listed_order_is_a_valid_sequential_order() -> None:
-    """Without a second connection the files run one by one in the listed order."""
+    """Without a second connection the files run one by one in priority order."""
     seen: set[str] = set()
-    for name, deps in DERIVE_STEPS:
-        assert set(deps) <= seen, name
-        seen.add(name)
+    for d in derive_files():
+        assert set(d.needs) <= seen, d.name
+        seen.add(d.name)

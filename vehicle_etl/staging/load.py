@@ -1,11 +1,12 @@
-"""Stream a vPIC source into a fresh staging schema with COPY, derive, then key and index it."""
+"""Stream a vPIC source into a fresh staging schema with COPY; after the derive step (derive.py), key
+and index it, install the functions and grant the reader (build_keys)."""
 
 from __future__ import annotations
 
 import logging
 import re
 import time
-from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -186,83 +187,6 @@ def extract_load(
     return report
 
 
-# The derive files and the files each reads the tables of. Listed in start priority: when two are
-# ready and one connection is free, the earlier starts first (30_dropdown_options, the longest, as
-# soon as the keys are parsed), so on two connections the ~8 s of work takes ~4 s.
-DERIVE_STEPS: tuple[tuple[str, tuple[str, ...]], ...] = (
-    ("10_public_schema_link", ()),
-    ("20_decode_key", ()),
-    ("30_dropdown_options", ("10_public_schema_link", "20_decode_key")),
-    ("15_model_year", ("10_public_schema_link",)),
-    ("25_decode_support", ("20_decode_key",)),
-)
-
-
-def repair(conn: psycopg.Connection, schema: str = STAGING_SCHEMA) -> None:
-    """Repairs of known, harmless source faults (include/sql/repair), before the key checks."""
-    with conn.transaction():
-        for path in sql_files("repair"):
-            run_in_schema(conn, schema, path.read_text())
-
-
-def derive(conn: psycopg.Connection, schema: str = STAGING_SCHEMA, workers: int = 2) -> dict[str, float]:
-    """Build the derived tables (include/sql/derive/*.sql) from the loaded ones.
-
-    Up to `workers` files run at once, each on a connection of its own (`sibling`) and in its own
-    transaction, a file as soon as the files it reads from have committed (DERIVE_STEPS): the
-    statements are single-threaded in PostgreSQL, so this is how the build uses every core.
-    """
-    seconds: dict[str, float] = {}
-    t = time.monotonic()
-    # A retried step (Airflow retries a failed task) finds the tables of the files that committed
-    # before the failure: derived tables are only ever rebuilt from the loaded ones, so start over.
-    existing = set(schema_tables(conn, schema))  # one catalog query, not one per table
-    stale = [x for x in DERIVED_TABLES if x in existing]
-    if stale:
-        with conn.transaction():
-            conn.execute(sql.SQL("DROP TABLE {} CASCADE").format(
-                sql.SQL(", ").join(sql.Identifier(schema, x) for x in stale)))
-        log.info("dropped %d derived tables left by an earlier attempt of this step", len(stale))
-    _analyze(conn, schema)  # fresh COPYs have no statistics: the derivations' joins would misplan
-    seconds["analyze"] = time.monotonic() - t
-    files = {p.stem: p for p in sql_files("derive")}
-    needs = dict(DERIVE_STEPS)
-    if set(files) != set(needs):
-        raise RuntimeError(f"derive files and load.DERIVE_STEPS differ: {sorted(set(files) ^ set(needs))}")
-
-    def run(c: psycopg.Connection, name: str) -> None:
-        started = time.monotonic()
-        with c.transaction():
-            run_in_schema(c, schema, files[name].read_text())
-        seconds[name] = time.monotonic() - started
-        log.info("derived %s in %.2fs", name, seconds[name])
-
-    if workers < 2:
-        for name in needs:  # the listed order reads every table after it is built
-            run(conn, name)
-        return seconds
-
-    def run_own(name: str) -> str:
-        with sibling(conn) as c:
-            run(c, name)
-        return name
-
-    done: set[str] = set()
-    waiting = list(needs)
-    with ThreadPoolExecutor(max_workers=workers) as pool:
-        running: set[Future[str]] = set()
-        while waiting or running:
-            for name in [n for n in waiting if set(needs[n]) <= done][: workers - len(running)]:
-                waiting.remove(name)
-                running.add(pool.submit(run_own, name))
-            if not running:
-                raise RuntimeError(f"load.DERIVE_STEPS: {waiting} wait on files that never run")
-            finished, running = wait(running, return_when=FIRST_COMPLETED)
-            for future in finished:
-                done.add(future.result())  # a failed file raises here; the others' transactions end
-    return seconds
-
-
 def build_keys(conn: psycopg.Connection, schema: str = STAGING_SCHEMA, workers: int = 2) -> float:
     """Build indexes, collect statistics, declare keys, install the SQL functions, grant the reader.
 
@@ -334,7 +258,7 @@ DROPDOWN_TABLES = ("model_year", "dropdown_make", "public_schema_link", "model_t
                    "model_engine_option", "model_transmission_option")
 
 
-def _analyze(conn: psycopg.Connection, schema: str) -> None:
+def analyze(conn: psycopg.Connection, schema: str) -> None:
     tables = schema_tables(conn, schema)
     if tables:
         conn.execute(sql.SQL("ANALYZE {}").format(sql.SQL(", ").join(

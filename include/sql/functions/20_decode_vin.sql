@@ -2,8 +2,8 @@
 -- Installed into staging by build_keys and into live by the swap: every table is named
 -- {{schema}}.<table>, so a call never depends on the caller's search_path, and CREATE OR REPLACE
 -- keeps the functions' OIDs across swaps. No temp tables (NHTSA's procedures create up to 20 per
--- decode): a pass is a few indexed queries over precomputed tables (derive/20_decode_key.sql and
--- derive/25_decode_support.sql).
+-- decode): a pass is a few indexed queries over precomputed tables (derive/decode_key.sql and
+-- derive/decode_support.sql).
 
 -- In `vehicles` the tables are views over the version store (vehicle_etl/release/swap.py), created in the
 -- same transaction on the first promotion: SQL-language bodies are checked at call time instead

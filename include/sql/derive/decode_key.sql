@@ -1,3 +1,10 @@
+-- builds: decode_key
+-- reads: -
+-- priority: 2
+-- (The header the loader reads, vehicle_etl/staging/derived.py: the derived tables this file builds, the
+-- derived tables it reads (the loaded ones are always there; '-' for none), and its start priority,
+-- lower first when two files are ready. A file starts once the files building what it reads have committed.)
+--
 -- The distinct vPIC keys, parsed once per release (decode_key): the decoder's LIKE prefilter and
 -- regex, and the per-position characters and masks the error codes and the dropdown options use.
 -- search_path = the staging schema. Helpers live in pg_temp: nothing but tables is left behind.
@@ -113,5 +120,5 @@ SELECT k.keys,
 FROM (SELECT DISTINCT upper(keys) AS keys FROM pattern WHERE strpos(keys, '[') = 0 AND keys <> '') k;
 CREATE UNIQUE INDEX decode_key_keys_idx ON decode_key (keys);
 
--- 25_decode_support and 30_dropdown_options join decode_key: give the planner its statistics.
+-- decode_support and dropdown_options join decode_key: give the planner its statistics.
 ANALYZE decode_key;

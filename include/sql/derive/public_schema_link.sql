@@ -1,3 +1,10 @@
+-- builds: public_schema_link
+-- reads: -
+-- priority: 1
+-- (The header the loader reads, vehicle_etl/staging/derived.py: the derived tables this file builds, the
+-- derived tables it reads (the loaded ones are always there; '-' for none), and its start priority,
+-- lower first when two files are ready. A file starts once the files building what it reads have committed.)
+--
 -- The public year ranges of each schema: what the model years and the trim/engine/transmission
 -- options use. Hidden schemas (TobeQCed) and WMIs not yet public are left out, as NHTSA's public
 -- decoder leaves them out. Open-ended ranges stop at next year, and every year is kept within

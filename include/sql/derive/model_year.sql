@@ -1,6 +1,13 @@
+-- builds: model_year, dropdown_make
+-- reads: public_schema_link
+-- priority: 4
+-- (The header the loader reads, vehicle_etl/staging/derived.py: the derived tables this file builds, the
+-- derived tables it reads (the loaded ones are always there; '-' for none), and its start priority,
+-- lower first when two files are ready. A file starts once the files building what it reads have committed.)
+--
 -- Which model years each model exists in, for the year -> make -> model dropdowns, and the makes
 -- per year. vPIC has no model-year table: years exist only as the year ranges of the public
--- WMI-schema links (public_schema_link, 10_public_schema_link.sql) of the schemas whose Model
+-- WMI-schema links (public_schema_link, public_schema_link.sql) of the schemas whose Model
 -- patterns name the model.
 
 SET LOCAL work_mem = '256MB';  -- the DISTINCT and the range merges spill to disk at the default 4 MB

@@ -1,5 +1,12 @@
+-- builds: decode_schema_key, decode_schema_chars, decode_wmi, decode_element, decode_error_code, decode_template, decode_wmi_year_chars, decode_default, decode_spec_key, decode_spec_fill
+-- reads: decode_key
+-- priority: 5
+-- (The header the loader reads, vehicle_etl/staging/derived.py: the derived tables this file builds, the
+-- derived tables it reads (the loaded ones are always there; '-' for none), and its start priority,
+-- lower first when two files are ready. A file starts once the files building what it reads have committed.)
+--
 -- Decoder support tables, precomputed once per release so that decode_vin() does no parsing,
--- over the parsed keys (decode_key, 20_decode_key.sql). search_path = the staging schema.
+-- over the parsed keys (decode_key, decode_key.sql). search_path = the staging schema.
 -- Tables: decode_schema_key, decode_schema_chars, decode_wmi, decode_element, decode_error_code,
 -- decode_template. docs/DECODER.md explains each.
 

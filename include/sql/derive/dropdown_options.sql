@@ -1,13 +1,20 @@
+-- builds: model_trim_option, model_engine_option, model_transmission_option
+-- reads: public_schema_link, decode_key
+-- priority: 3
+-- (The header the loader reads, vehicle_etl/staging/derived.py: the derived tables this file builds, the
+-- derived tables it reads (the loaded ones are always there; '-' for none), and its start priority,
+-- lower first when two files are ready. A file starts once the files building what it reads have committed.)
+--
 -- Options of the app's dropdowns, precomputed per release (search_path = the staging schema).
 -- Tables: model_trim_option, model_engine_option, model_transmission_option (dropdown_make is
--- built with the model years, 15_model_year.sql).
+-- built with the model years, model_year.sql).
 --
 -- A trim, engine or transmission is offered for a model and year only when some VIN could decode
 -- to both: within one schema linked (public WMI, schema not hidden) for that year, the option's
 -- pattern key and the model's pattern key admit a common character at every position. Sharing a
 -- schema is not enough: a schema for two models usually tells their trims apart by key.
 -- The option tables keep the schema; the year is applied at query time through
--- public_schema_link (10_public_schema_link.sql), which avoids expanding millions of (option, year) rows.
+-- public_schema_link (public_schema_link.sql), which avoids expanding millions of (option, year) rows.
 
 SET LOCAL work_mem = '256MB';
 
