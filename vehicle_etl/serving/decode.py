@@ -1,4 +1,4 @@
-"""VIN decoding through the platform database's SQL functions (include/sql/functions/20_decode_vin.sql).
+"""VIN decoding through the platform database's SQL functions (include/sql/functions/20_*.sql .. 24_*.sql).
 
 The decoder itself lives in PostgreSQL (the app calls it there); this module is the Python side:
 batch decoding for the CLI, the golden-VIN accuracy check of the quality gate, and the reader role.
