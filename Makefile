@@ -4,7 +4,7 @@ PYTHON ?= python3.11
 VENV := .venv
 BIN := $(VENV)/bin
 # Keep these in step with scripts/airflow-env.sh, the environment of `scripts/airflow` (the way to
-# run any airflow command outside make); tests/test_airflow_cli.py checks that they agree.
+# run any airflow command outside make); tests/integration/test_airflow_cli.py checks that they agree.
 export AIRFLOW_HOME ?= $(CURDIR)/var/airflow
 export AIRFLOW__CORE__DAGS_FOLDER := $(CURDIR)/dags
 export AIRFLOW__CORE__PLUGINS_FOLDER := $(CURDIR)/plugins

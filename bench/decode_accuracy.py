@@ -20,7 +20,7 @@ from pathlib import Path
 import psycopg
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from vehicle_etl.decode import FIELD_CODES, decode, load_golden, normalise  # noqa: E402
+from vehicle_etl.serving.decode import FIELD_CODES, decode, load_golden, normalise  # noqa: E402
 
 DEFAULT_CSV = Path(__file__).resolve().parent.parent.parent / "shared" / "data" / "vin_ground_truth" / "dev_vins.csv"
 

@@ -3,8 +3,8 @@
 Builds staging once with the pipeline's own steps (extract/load, transform, build_keys) in a
 scratch database, then times, in this process:
   baseline  SELECT count(*) over every staged table (the cheapest possible look at the data)
-  gate 1    quality.key_checks (row counts, key uniqueness, foreign-key coverage)
-  gate 2    quality.validate (SQL checks, drift, golden hook, Great Expectations incl. its import)
+  gate 1    keys.key_checks (row counts, key uniqueness, foreign-key coverage)
+  gate 2    gate.validate (SQL checks, drift, golden hook, Great Expectations incl. its import)
   diff      diff.diff_report against live
 Drift checks and the diff compare with an untimed copy of staging standing in for live (with a
 few renamed makes). Great Expectations is not imported before gate 2, so its import is counted.
@@ -38,15 +38,19 @@ def main() -> int:
     p.add_argument("--repeat", type=int, default=1, help="time gate 2 this many times (first includes the GX import)")
     args = p.parse_args()
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s %(message)s")
-    for name in ("vehicle_etl.quality", "vehicle_etl.gx_suite"):  # their phase timings
+    for name in ("vehicle_etl.quality.gate", "vehicle_etl.quality.gx_suite"):  # their phase timings
         logging.getLogger(name).setLevel(logging.INFO)
 
     import psycopg
     from conftest import create_database, drop_database, dsn, full_snapshot, settings_for
 
-    from vehicle_etl import diff, pipeline, quality
+    from vehicle_etl import pipeline, runs
     from vehicle_etl.config import STAGING_SCHEMA, Settings
     from vehicle_etl.platform_db import schema_tables
+    from vehicle_etl.quality import gate, keys
+    from vehicle_etl.quality.results import format_table
+    from vehicle_etl.release import diff
+    from vehicle_etl.source import reference
 
     source = args.source
     if source is None and not args.reuse:
@@ -65,10 +69,10 @@ def main() -> int:
         if not args.reuse:
             run_id = f"bench_gate_{uuid.uuid4().hex[:6]}"
             t = time.monotonic()
-            ref = pipeline.source_ref(settings, source, None)
-            pipeline.start_run(settings, run_id, ref, "bench")
+            ref = reference.source_ref(settings, source, None)
+            runs.start_run(settings, run_id, ref, "bench")
             pipeline.extract_load_step(settings, run_id, ref)
-            pipeline.key_gate_step(settings, run_id)  # with the documented repairs the keys rely on
+            pipeline.key_checks_step(settings, run_id)  # with the documented repairs the keys rely on
             pipeline.transform_step(settings, run_id)
             pipeline.build_keys_step(settings, run_id)
             figures["build_staging_s"] = round(time.monotonic() - t, 1)
@@ -83,7 +87,7 @@ def main() -> int:
             figures["tables"] = len(tables)
 
             t = time.monotonic()
-            keys = quality.key_checks(conn)
+            keys = keys.key_checks(conn)
             figures["gate1_key_checks_s"] = round(time.monotonic() - t, 2)
 
             # A "live" copy of staging (untimed), so drift checks and the diff do their full work.
@@ -100,7 +104,7 @@ def main() -> int:
             for _ in range(max(1, args.repeat)):
                 assert "great_expectations" not in sys.modules or gate2
                 t = time.monotonic()
-                results = quality.validate(conn, settings, live=live)
+                results = gate.validate(conn, settings, live=live)
                 gate2.append(round(time.monotonic() - t, 2))
             figures["gate2_validate_s"] = gate2
 
@@ -114,7 +118,7 @@ def main() -> int:
         figures["warnings"] = [r.name for r in everything if not r.blocking and not r.passed]
         figures["gate_total_s"] = round(figures["gate1_key_checks_s"] + gate2[0], 2)  # type: ignore[operator]
         figures["diff_makes"] = {k: v for k, v in report["entities"]["makes"].items() if k != "examples"}
-        print(quality.format_table(everything))
+        print(format_table(everything))
         print(json.dumps(figures, indent=2, default=str))
         print(f"\ngate (key checks + validate, first run incl. GX import): {figures['gate_total_s']} s; "
               f"baseline count(*) over {len(tables)} tables: {figures['baseline_count_s']} s; "

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
-from airflow.sdk import Asset, Param, dag, get_current_context, task
+from airflow.sdk import Asset, Param, chain, dag, task
 
-from vehicle_etl.airflow_adapter import backfill_month, etl_task, on_task_failure, run_info
+from vehicle_etl.airflow_adapter import TaskRun, etl_task, on_task_failure
 from vehicle_etl.releases import RELEASE_PATTERN
 
 LIVE_CATALOG = Asset(
@@ -19,7 +19,9 @@ DOC = """
 Builds the MVP Platform catalog (schema `vehicles`) from NHTSA's vPIC release:
 restore the backup → extract/load into `vehicles_staging` with COPY → key checks → derive the
 dropdown and decoder tables → keys, indexes and functions → quality gate → atomic swap (previous version kept as
-`vehicles_previous`) → completion marker and run history (`etl.run_history`).
+`vehicles_previous`) → completion marker → publish (id history, cache invalidation); run history (`etl.run_history`)
+throughout. The tasks, in order: `restore` → `check_release` → `extract_load` → `key_checks` → `transform` →
+`build_keys` → `validate` → `swap` → `marker` → `publish`.
 
 **Params**: `release` (YYYY_MM, default: newest available), `source` (a source URL without a
 password, or `conn:<connection id>`; default: configuration), `force` (rebuild a release that is
@@ -81,103 +83,68 @@ DEFAULT_ARGS = {
     },
 )
 def vpic_vehicle_etl() -> None:
+    # Each task is one pipeline step (vehicle_etl.pipeline, the same functions `vehicle-etl
+    # build-catalog` calls); etl_task hands it a TaskRun (settings, run id, trigger, Params) and holds
+    # the run lock around it. Only the run id travels between tasks: the source reference the first
+    # task decides is in the run's history row. The order is the chain at the bottom.
+
     @task(doc_md="Open run history, find the source (restoring a backup when a backups folder is configured) "
                  "and decide the release: a missing source or a release it cannot be fails here, for good.")
     @etl_task
-    def restore() -> dict:
-        from vehicle_etl import pipeline
-        from vehicle_etl.config import Settings
-
-        ctx = get_current_context()
-        params = ctx["params"]
-        run_id, trigger = run_info(ctx)
-        ref = pipeline.resolve_step(Settings(), run_id, trigger, params.get("source"), params.get("release"),
-                                    not_after=None if params.get("release") else backfill_month(ctx))
-        return ref.as_dict()
+    def restore(run: TaskRun) -> dict:
+        ref = run.pipeline.resolve_step(run.settings, run.run_id, run.trigger, run.params.get("source"),
+                                        run.params.get("release"), not_after=run.backfill_month)
+        return ref.as_dict()  # shown in the UI; later tasks read the run's row, not this
 
     @task.short_circuit(doc_md="Skip the rest when this release is already live and verified (unless force).")
     @etl_task
-    def check_release(ref: dict) -> bool:
-        from vehicle_etl import pipeline
-        from vehicle_etl.config import Settings
+    def check_release(run: TaskRun) -> bool:
+        return run.pipeline.go_on(run.settings, run.run_id, run.ref, force=bool(run.params.get("force")))
 
-        ctx = get_current_context()
-        settings = Settings()
-        if pipeline.is_noop(settings, pipeline.SourceRef(**ref), bool(ctx["params"].get("force"))):
-            pipeline.mark_noop(settings, run_info(ctx)[0])
-            return False
-        return True
-
-    @task(doc_md="Stream every vPIC table into `vehicles_staging` with COPY; returns the table names.")
+    @task(doc_md="Stream every vPIC table into `vehicles_staging` with COPY.")
     @etl_task
-    def extract_load(ref: dict) -> list[str]:
-        from vehicle_etl import pipeline
-        from vehicle_etl.config import Settings
-
-        counts = pipeline.extract_load_step(Settings(), run_info(get_current_context())[0], pipeline.SourceRef(**ref))
-        return sorted(counts)
-
-    @task(doc_md="Derive the dropdown and decoder tables inside PostgreSQL; check their keys.")
-    @etl_task
-    def transform(tables: list[str]) -> list[str]:
-        from vehicle_etl import pipeline
-        from vehicle_etl.config import Settings
-
-        return tables + sorted(pipeline.transform_step(Settings(), run_info(get_current_context())[0]))
+    def extract_load(run: TaskRun) -> None:
+        run.pipeline.extract_load_step(run.settings, run.run_id, run.ref)
 
     @task(doc_md="Gate 1: row counts, key uniqueness, foreign-key coverage of the loaded tables.")
     @etl_task
-    def key_checks(tables: list[str]) -> list[str]:
-        from vehicle_etl import pipeline
-        from vehicle_etl.config import Settings
+    def key_checks(run: TaskRun) -> None:
+        run.pipeline.key_checks_step(run.settings, run.run_id)
 
-        pipeline.key_gate_step(Settings(), run_info(get_current_context())[0])
-        return tables
+    @task(doc_md="Derive the dropdown and decoder tables inside PostgreSQL; check their keys.")
+    @etl_task
+    def transform(run: TaskRun) -> None:
+        run.pipeline.transform_step(run.settings, run.run_id)
 
     @task(doc_md="Declare keys, build indexes, install the SQL functions in staging, analyze.")
     @etl_task
-    def build_keys(tables: list[str]) -> list[str]:
-        from vehicle_etl import pipeline
-        from vehicle_etl.config import Settings
-
-        pipeline.build_keys_step(Settings(), run_info(get_current_context())[0])
-        return tables
+    def build_keys(run: TaskRun) -> None:
+        run.pipeline.build_keys_step(run.settings, run.run_id)
 
     @task(retries=0, doc_md="Gate 2: the full data-quality gate; a failure stops the run before the swap.")
     @etl_task
-    def validate(tables: list[str]) -> list[str]:
-        from vehicle_etl import pipeline
-        from vehicle_etl.config import Settings
-
-        ctx = get_current_context()
-        params = ctx["params"]
-        pipeline.validate_step(Settings(), run_info(ctx)[0], allow_drift=bool(params.get("allow_drift")),
-                               allow_element_change=bool(params.get("allow_element_change")),
-                               requested_release=params.get("release"))
-        return tables
+    def validate(run: TaskRun) -> None:
+        run.pipeline.validate_step(run.settings, run.run_id, allow_drift=bool(run.params.get("allow_drift")),
+                                   allow_element_change=bool(run.params.get("allow_element_change")),
+                                   requested_release=run.params.get("release"))
 
     @task(outlets=[LIVE_CATALOG], doc_md="Atomic swap: staging becomes `vehicles`, live becomes `vehicles_previous`.")
     @etl_task
-    def swap(ref: dict, tables: list[str]) -> None:
-        from vehicle_etl import pipeline
-        from vehicle_etl.config import Settings
+    def swap(run: TaskRun) -> None:
+        run.pipeline.swap_step(run.settings, run.run_id, run.ref)
 
-        pipeline.swap_step(Settings(), run_info(get_current_context())[0], pipeline.SourceRef(**ref))
-
-    @task(doc_md="Write the completion marker and invalidate the app's caches.")
+    @task(doc_md="Write the completion marker (JSON, `VEHICLE_ETL_MARKER_DIR`) of the promoted release.")
     @etl_task
-    def publish() -> str:
-        from vehicle_etl import pipeline
-        from vehicle_etl.config import Settings
+    def marker(run: TaskRun) -> str:
+        return str(run.pipeline.marker_step(run.settings, run.run_id))
 
-        return str(pipeline.publish_step(Settings(), run_info(get_current_context())[0]))
+    @task(doc_md="Record the id history, invalidate the app's caches, send the success summary (when enabled).")
+    @etl_task
+    def publish(run: TaskRun) -> None:
+        run.pipeline.publish_step(run.settings, run.run_id)
 
-    ref = restore()
-    gate = check_release(ref)
-    loaded = extract_load(ref)
-    gate >> loaded
-    swapped = swap(ref, validate(build_keys(transform(key_checks(loaded)))))
-    swapped >> publish()
+    chain(restore(), check_release(), extract_load(), key_checks(), transform(), build_keys(), validate(), swap(),
+          marker(), publish())
 
 
 vpic_vehicle_etl()

@@ -1,6 +1,6 @@
 """Airflow plugin: the operator's page "Vehicle catalog" in the Airflow UI (wiring only).
 
-The page itself is vehicle_etl/catalog_page.py. Here it is mounted in the api-server at
+The page itself is vehicle_etl/serving/catalog_page.py. Here it is mounted in the api-server at
 /vehicle-catalog behind Airflow's own auth (the JWT of the UI's session cookie or a Bearer token;
 read access to the runs of the DAG vpic_vehicle_etl is required), and shown in the UI's navigation
 and as a tab of every run of the DAG.
@@ -12,7 +12,7 @@ from typing import Any
 
 from airflow.plugins_manager import AirflowPlugin
 
-from vehicle_etl.catalog_page import TITLE
+from vehicle_etl.serving.catalog_page import TITLE
 
 DAG_ID = "vpic_vehicle_etl"
 URL_PREFIX = "/vehicle-catalog"
@@ -37,7 +37,7 @@ class _PageApp:
         from airflow.api_fastapi.auth.managers.models.resource_details import DagAccessEntity
         from airflow.api_fastapi.core_api.security import requires_access_dag
 
-        from vehicle_etl.catalog_page import create_app
+        from vehicle_etl.serving.catalog_page import create_app
 
         return create_app(dependencies=[requires_access_dag("GET", DagAccessEntity.RUN, param_dag_id=DAG_ID)],
                           login_url=_login_url)
@@ -48,7 +48,7 @@ class _PageApp:
         await self._app(scope, receive, send)
 
     def __repr__(self) -> str:  # what Airflow's /api/v2/plugins lists as the app
-        return f"vehicle_etl.catalog_page app at {URL_PREFIX}"
+        return f"vehicle_etl.serving.catalog_page app at {URL_PREFIX}"
 
 
 class VehicleCatalogPlugin(AirflowPlugin):

@@ -2,7 +2,7 @@
 # The environment every `airflow …` command of this project runs with, outside Docker. Sourced by
 # scripts/airflow and scripts/airflow-ui (and so by `make run`, `make airflow`, `make airflow-ui`).
 # Anything already set in the environment wins, so AIRFLOW_HOME=/elsewhere scripts/airflow … works.
-# Keep the first block in step with the exports at the top of the Makefile (tests/test_airflow_cli.py
+# Keep the first block in step with the exports at the top of the Makefile (tests/integration/test_airflow_cli.py
 # checks that both give Airflow the same configuration).
 ROOT="${ROOT:-$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)}"
 

@@ -67,7 +67,7 @@ SUBSET_TABLES = (
 )
 # every table the ETL reads from a snapshot (vehicle_etl/spec.py; the complete release's own are optional)
 REQUIRED_TABLES = tuple(t.source for t in TABLES if t.source not in COMPLETE_RELEASE_ONLY)
-MAX_BYTES = 5_000_000  # hard limit (tests/test_sample.py)
+MAX_BYTES = 5_000_000  # hard limit (tests/unit/test_sample.py)
 TARGET_BYTES = 4_000_000
 
 

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Debian's Chromium and its matching chromedriver for the browser test (tests/test_catalog_page_browser.py).
+# Debian's Chromium and its matching chromedriver for the browser test (tests/integration/test_catalog_page_browser.py).
 # Idempotent: does nothing when both are installed. Browser downloads (Selenium Manager, Playwright)
 # are not used: the system packages are the browser under test.
 set -euo pipefail

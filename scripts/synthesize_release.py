@@ -68,7 +68,7 @@ NEVER_FROM_PATTERNS = (26, 27, 29, 39)  # Make, Manufacturer, ModelYear, Vehicle
 BATCH = 50_000
 
 # NHTSA's error codes (id, name, additional text, weight): the texts and weights the decoder embeds
-# (include/sql/derive/25_decode_support.sql), written as the release's ErrorCode table.
+# (include/sql/derive/decode_support.sql), written as the release's ErrorCode table.
 ERROR_CODES: tuple[tuple[int, str, str | None, int], ...] = (
     (0, "0 - VIN decoded clean. Check Digit (9th position) is correct", None, 0),
     (1, "1 - Check Digit (9th position) does not calculate properly", None, -5),
@@ -742,7 +742,7 @@ def _copy_field(value: Any) -> str:
 def write_pg_dump(sqlite_path: Path, out: Path) -> int:
     """The release as NHTSA ships it for PostgreSQL: a plain dump, schema vpic, lower-case names
     (quoted: `char`, `year`, `position` are keywords), COPY ... FROM stdin data. Streamed row by row;
-    returns the rows written. restore.restore_pgdump loads it like NHTSA's .plain.zip."""
+    returns the rows written. pgdump.restore_pgdump loads it like NHTSA's .plain.zip."""
     con = sqlite3.connect(f"file:{sqlite_path}?mode=ro", uri=True)
     rows = 0
     try:

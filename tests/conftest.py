@@ -1,4 +1,12 @@
-"""Shared fixtures: a real PostgreSQL database per test session, the sample and the full snapshot."""
+"""Shared fixtures: a real PostgreSQL database per test session, the sample and the full snapshot.
+
+The tests are sorted by what they need (each folder's tests get its marker, so `-m unit` works):
+tests/unit/ no service at all; tests/integration/ real PostgreSQL, Redis, SMTP, Airflow or a browser;
+tests/dags/ the DAG file's integrity and policy. Fixture data: tests/data/ (and tests/golden_sample.csv).
+Helpers shared by tests (this file, airflow_stack, ui_stack, standby_cluster, swap_readers) stay
+in tests/, which pytest puts on sys.path (pyproject: pythonpath), so `from conftest import …` works
+from every folder.
+"""
 
 from __future__ import annotations
 
@@ -13,6 +21,15 @@ import psycopg
 import pytest
 
 from vehicle_etl.config import PROJECT_ROOT, SAMPLE_DB, Settings
+
+KINDS = ("unit", "integration", "dags")  # the folders below tests/, each a marker of the same name
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        kind = Path(str(item.path)).parent.name
+        if kind in KINDS:
+            item.add_marker(getattr(pytest.mark, kind))
 
 # Airflow reads these at import: set them before any test imports it (make test exports the same).
 os.environ.setdefault("AIRFLOW_HOME", str(PROJECT_ROOT / "var" / "airflow"))
@@ -83,14 +100,15 @@ def build_catalog(dbname: str, source_url: str, info: tuple[str, str, str] | Non
     `info`: the (release, source, run_id) row of catalog_info, written into staging before the
     promotion as the pipeline's swap step does (live catalog tables are views over the version
     store: a row goes live with its version, it cannot be inserted into live afterwards)."""
-    from vehicle_etl import load, swap
-    from vehicle_etl.sources import open_source
+    from vehicle_etl.release import swap
+    from vehicle_etl.source.connect import open_source
+    from vehicle_etl.staging import derived, load
 
     with psycopg.connect(dsn(dbname), autocommit=True) as conn:
         load.prepare_staging(conn)
         load.extract_load(open_source(source_url), dsn(dbname), 20000)
-        load.repair(conn)
-        load.derive(conn)
+        derived.repair(conn)
+        derived.derive(conn)
         load.build_keys(conn)
         if info is not None:
             conn.execute("INSERT INTO vehicles_staging.catalog_info (release, source, run_id) VALUES (%s, %s, %s)",

@@ -23,7 +23,7 @@ from pathlib import Path
 import psycopg
 from psycopg import sql
 
-from vehicle_etl import load
+from vehicle_etl import staging as load
 from vehicle_etl.config import STAGING_SCHEMA
 from vehicle_etl.platform_db import run_in_schema, schema_tables, sql_files
 

@@ -66,8 +66,8 @@ def _breaking_line(summary: dict[str, Any]) -> list[str]:
 
 
 def cmd_status(args: argparse.Namespace, settings: Settings) -> int:
-    from vehicle_etl import history
     from vehicle_etl.platform_db import connect
+    from vehicle_etl.release import history
 
     try:
         with connect(settings) as conn:
@@ -84,9 +84,9 @@ def cmd_status(args: argparse.Namespace, settings: Settings) -> int:
 
 def cmd_summary(args: argparse.Namespace, settings: Settings) -> int:
     """The latest run in a few lines (what `make run` prints at the end)."""
-    from vehicle_etl import history
     from vehicle_etl.config import platform_conninfo
     from vehicle_etl.platform_db import connect
+    from vehicle_etl.release import history
 
     with connect(settings) as conn:
         runs = history.recent_runs(conn, 1)
@@ -119,13 +119,13 @@ def cmd_rollback(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
-def cmd_test_connections(args: argparse.Namespace, settings: Settings) -> int:
+def cmd_check_connections(args: argparse.Namespace, settings: Settings) -> int:
     try:
-        from vehicle_etl.connections import test_connections
+        from vehicle_etl.connections import check_connections
     except ImportError:
-        test_connections = _platform_only
+        check_connections = _platform_only
     failed = 0
-    for name, ok, message in test_connections(settings):
+    for name, ok, message in check_connections(settings):
         mark = "ok  " if ok else ("skip" if ok is None else "FAIL")
         failed += ok is False
         print(f"{mark} {name}: {message}")
@@ -144,13 +144,13 @@ def _platform_only(settings: Settings) -> list[tuple[str, bool | None, str]]:
 
 
 def cmd_decode(args: argparse.Namespace, settings: Settings) -> int:
-    from vehicle_etl import decode
+    from vehicle_etl.serving import decode
 
     return decode.cli_decode(settings, args.vins, args.json)
 
 
 def cmd_diff(args: argparse.Namespace, settings: Settings) -> int:
-    from vehicle_etl import diff
+    from vehicle_etl.release import diff
 
     return diff.cli_diff(settings, args.run, as_json=args.json)
 
@@ -158,22 +158,22 @@ def cmd_diff(args: argparse.Namespace, settings: Settings) -> int:
 def cmd_cleanup(args: argparse.Namespace, settings: Settings) -> int:
     from psycopg import sql
 
-    from vehicle_etl import swap
     from vehicle_etl.config import STAGING_SCHEMA
     from vehicle_etl.pipeline import run_lock
     from vehicle_etl.platform_db import connect
+    from vehicle_etl.release import cleanup, swap
 
     with run_lock(settings), connect(settings, autocommit=True) as conn:
         swap.release_staging(conn)  # what an unfinished swap attached: detached first, never locking readers
         conn.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(STAGING_SCHEMA)))
         print(f"dropped schema {STAGING_SCHEMA} (if it existed)")
-        swap.cleanup(conn, settings.detach_grace_s)  # old versions whose grace is over; logs what stays
+        cleanup.cleanup(conn, settings.detach_grace_s)  # old versions whose grace is over; logs what stays
         print("dropped the versions older than previous whose grace is over (see the log for any that stay)")
     return 0
 
 
 def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
-    from vehicle_etl.vpic_api.server import serve
+    from vehicle_etl.serving.vpic_api.server import serve
 
     return serve(settings, args.host, args.port)
 
@@ -208,7 +208,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("summary", help="the latest run in a few lines").set_defaults(func=cmd_summary)
     sub.add_parser("rollback", help="make the previous version live again").set_defaults(func=cmd_rollback)
     sub.add_parser("test-connections", help="one line per configured service").set_defaults(
-        func=cmd_test_connections)
+        func=cmd_check_connections)
 
     d = sub.add_parser("decode", help="decode VINs with the live catalog")
     d.add_argument("vins", nargs="+")

@@ -7,18 +7,12 @@ user, never a password, and say what to fix.
 
 from __future__ import annotations
 
-import os
 import time
 from collections.abc import Callable
 
 from vehicle_etl.config import Settings
 
 Check = tuple[str, bool | None, str]
-
-
-def _env(name: str) -> str | None:
-    value = os.environ.get(name)
-    return value or None
 
 
 def _timed(name: str, fn: Callable[[], str]) -> Check:
@@ -38,13 +32,13 @@ class _Skip(Exception):
 
 def check_sql_server(timeout: int = 10) -> Check:
     """The Airflow connection restores run through (VPIC_MSSQL_CONN_ID, default mssql_source)."""
-    from vehicle_etl import restore
+    from vehicle_etl.source import mssql
 
-    explicit = _env("VPIC_MSSQL_CONN_ID")
-    conn_id = explicit or restore.DEFAULT_MSSQL_CONN_ID
+    explicit = Settings().mssql.conn_id_set
+    conn_id = Settings().mssql.conn_id
 
     def run() -> str:
-        hook = restore.make_restore_hook(conn_id, login_timeout=timeout, query_timeout=timeout)
+        hook = mssql.make_restore_hook(conn_id, login_timeout=timeout, query_timeout=timeout)
         try:
             info = hook.connection
         except Exception as exc:
@@ -58,7 +52,7 @@ def check_sql_server(timeout: int = 10) -> Check:
         try:
             conn = hook.get_conn()
         except Exception as exc:
-            raise RuntimeError(str(restore.explain_mssql_error(exc, where, "connect", conn_id, info.host))) from exc
+            raise RuntimeError(str(mssql.explain_mssql_error(exc, where, "connect", conn_id, info.host))) from exc
         try:
             cur = conn.cursor()
             cur.execute("SELECT CAST(SERVERPROPERTY('ProductVersion') AS NVARCHAR(128))")
@@ -86,7 +80,7 @@ def check_platform(settings: Settings) -> Check:
                     else f"the embedded server in {settings.embedded_pgdata} did not start")
             raise RuntimeError(f"{str(exc).strip().splitlines()[0]} ({hint})") from exc
         kind = "" if settings.platform_configured else "embedded "
-        host = os.environ.get("MVP_PLATFORM_DB_HOST") or "local socket"
+        host = settings.platform.host or "local socket"
         return f"{kind}PostgreSQL {row[0]}, database {row[1]} as {row[2]} on {host}:{row[3]}"
 
     return _timed("platform PostgreSQL", run)
@@ -94,7 +88,7 @@ def check_platform(settings: Settings) -> Check:
 
 def check_source(settings: Settings) -> Check:
     """The configured vPIC source (VPIC_SOURCE_URL or VPIC_SOURCE_CONN_ID), when one is configured."""
-    from vehicle_etl.sources import open_source, url_from_airflow_connection
+    from vehicle_etl.source.connect import open_source, url_from_airflow_connection
 
     def run() -> str:
         if settings.source_url:
@@ -117,13 +111,13 @@ def check_source_postgres(settings: Settings) -> Check:
     from psycopg.conninfo import make_conninfo
 
     def run() -> str:
-        target = _env("VPIC_RESTORE_PG_URL")
+        target = settings.restore_pg_url
         if not target:
             raise _Skip("not configured (VPIC_RESTORE_PG_URL unset: dumps restore into vpic_source on the "
                         "platform server)")
         import psycopg
 
-        from vehicle_etl.restore import libpq_params, pg_sqlalchemy_url
+        from vehicle_etl.source.pgdump import libpq_params, pg_sqlalchemy_url
 
         params = libpq_params(target)
         shown = pg_sqlalchemy_url(params).render_as_string(hide_password=True)
@@ -143,7 +137,7 @@ def check_source_postgres(settings: Settings) -> Check:
 
 
 def check_redis() -> Check:
-    from vehicle_etl.cache import redis_url, safe_url
+    from vehicle_etl.notify.cache import redis_url, safe_url
 
     def run() -> str:
         url = redis_url()
@@ -164,7 +158,7 @@ def check_redis() -> Check:
     return _timed("Redis (cache invalidation)", run)
 
 
-def test_connections(settings: Settings) -> list[Check]:
+def check_connections(settings: Settings) -> list[Check]:
     """Every service, one line each; the CLI prints them and exits 1 if any is False."""
     return [
         check_sql_server(),
@@ -174,5 +168,3 @@ def test_connections(settings: Settings) -> list[Check]:
         check_redis(),
     ]
 
-
-test_connections.__test__ = False  # type: ignore[attr-defined]  # not a pytest test despite its name

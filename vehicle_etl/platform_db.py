@@ -38,13 +38,19 @@ def sql_files(folder: str) -> list[Path]:
     return sorted((SQL_DIR / folder).glob("*.sql"))
 
 
-def render(text: str, schema: str) -> str:
-    """Put a schema name into a SQL file that says {{schema}} where the target schema goes.
+def render(text: str, schema: str | None = None, **schemas: str) -> str:
+    """Put schema names into a SQL file that says {{schema}} (or {{live}}, ...) where they go: the
+    one renderer of the SQL files (quoted as identifiers).
 
     Files that create functions name their schema this way so the same definition can be
-    installed into staging (to test it against staged data) and into live at the swap.
+    installed into staging (to test it against staged data) and into live at the swap; the checks
+    and the release diff name the staged and the live schema.
     """
-    return text.replace("{{schema}}", sql.Identifier(schema).as_string(None))
+    if schema is not None:
+        schemas = {"schema": schema, **schemas}
+    for key, value in schemas.items():
+        text = text.replace("{{" + key + "}}", sql.Identifier(value).as_string(None))
+    return text
 
 
 def run_in_schema(conn: psycopg.Connection, schema: str, text: str) -> None:
@@ -65,7 +71,7 @@ def table_counts(conn: psycopg.Connection, schema: str, tables: list[str]) -> di
 
 def schema_tables(conn: psycopg.Connection, schema: str) -> list[str]:
     """The catalog tables of `schema`: tables in staging, the views over the version store in
-    `vehicles` and `vehicles_previous` (vehicle_etl/swap.py)."""
+    `vehicles` and `vehicles_previous` (vehicle_etl/release/swap.py)."""
     rows = conn.execute(
         "SELECT c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
         "WHERE n.nspname = %s AND c.relkind IN ('r', 'p', 'v') ORDER BY 1",

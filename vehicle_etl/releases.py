@@ -7,7 +7,7 @@ A release is accepted only when the source can be it:
 - the source has no change stamped (CreatedOn/UpdatedOn) later than the month after it: NHTSA
   publishes mid-month, and copies carry a few later edits (the 2026_02 snapshot and the shipped
   sample hold rows stamped 2026-03-12), so one month of lag is allowed, not more;
-- from a backups folder: a backup of it is there (restore.find_backup).
+- from a backups folder: a backup of it is there (vehicle_etl.source.backups.find_backup).
 Without a requested release: the file name's, else the known release of the shipped sample, else
 the month of the newest stamp; when nothing tells, UNKNOWN, recorded as such (never "already live").
 A backfill run (`not_after`) may not build a release published after its logical date's month.
@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 from vehicle_etl.errors import ReleaseError
 
 if TYPE_CHECKING:
-    from vehicle_etl.sources import Source
+    from vehicle_etl.source.connect import Source
 
 RELEASE_PATTERN = r"^\d{4}_(0[1-9]|1[0-2])$"  # also the DAG's `release` Param pattern
 RELEASE_RE = re.compile(RELEASE_PATTERN)
@@ -47,6 +47,12 @@ def validate(release: Any, *, optional: bool = True) -> str | None:
     if not isinstance(release, str) or not RELEASE_RE.fullmatch(release):
         raise ReleaseError(f"invalid release {str(release)[:40]!r}: use YYYY_MM with a month 01-12, e.g. 2026_02")
     return release
+
+
+def is_release(value: Any) -> bool:
+    """True for a YYYY_MM release name (False for None, "unknown" and anything else): a release
+    that orders as text among the others."""
+    return isinstance(value, str) and RELEASE_RE.fullmatch(value) is not None
 
 
 def in_file_name(path: str | None) -> str | None:

@@ -121,13 +121,13 @@ LOOKUPS_WITH_OWN_TABLE = frozenset({"Make", "Model", "Manufacturer", "ErrorCode"
 
 # Tables the platform builds from the loaded ones (include/sql/derive/).
 DERIVED_TABLES = (
-    "public_schema_link",                                                  # 10_public_schema_link.sql
-    "model_year", "dropdown_make",                                         # 15_model_year.sql
-    "decode_key",                                                          # 20_decode_key.sql
-    "decode_element", "decode_schema_key", "decode_schema_chars",          # 25_decode_support.sql
+    "public_schema_link",                                                  # public_schema_link.sql
+    "model_year", "dropdown_make",                                         # model_year.sql
+    "decode_key",                                                          # decode_key.sql
+    "decode_element", "decode_schema_key", "decode_schema_chars",          # decode_support.sql
     "decode_wmi", "decode_error_code", "decode_template", "decode_wmi_year_chars", "decode_default",
     "decode_spec_key", "decode_spec_fill",
-    "model_trim_option", "model_engine_option", "model_transmission_option",  # 30_dropdown_options.sql
+    "model_trim_option", "model_engine_option", "model_transmission_option",  # dropdown_options.sql
 )
 
 

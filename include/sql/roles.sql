@@ -1,4 +1,4 @@
--- The app's read-only role (vehicle_etl/decode.py: ensure_reader_role, run at the start of every
+-- The app's read-only role (vehicle_etl/serving/decode.py: ensure_reader_role, run at the start of every
 -- run with {{schema}} = the live schema). Idempotent. A NOLOGIN group role: the app's login user
 -- is made a member of it (GRANT mvp_platform_reader TO <app user>).
 DO $$

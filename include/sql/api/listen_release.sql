@@ -1,2 +1,2 @@
--- The service's release watcher: swaps NOTIFY this channel (vehicle_etl/vpic_api/release_channel.py).
+-- The service's release watcher: swaps NOTIFY this channel (vehicle_etl/release/channel.py).
 LISTEN mvp_platform_vehicles_release

@@ -1,5 +1,5 @@
 -- Dropdowns for the app (year -> make -> model -> trim / engine / transmission), over tables
--- precomputed per release (derive/15_model_year.sql, derive/30_dropdown_options.sql). Plain SQL
+-- precomputed per release (derive/model_year.sql, derive/dropdown_options.sql). Plain SQL
 -- functions over indexed tables; names and columns are the contract in docs/API.md.
 
 -- Bodies are checked at call time (this transaction only), so the files can be installed in

@@ -1,4 +1,4 @@
--- The versioned catalog store (vehicle_etl/swap.py; docs/ARCHITECTURE.md "Schemas"). Idempotent.
+-- The versioned catalog store (vehicle_etl/release/store.py, swap.py, cleanup.py; docs/ARCHITECTURE.md "Schemas"). Idempotent.
 -- Every catalog table is a LIST-partitioned parent here, partitioned by `version`; a release's
 -- tables are its partitions (they stay in their own schema, vehicles_v<N>). The app reads views in
 -- `vehicles` (and `vehicles_previous`) that filter the parents by the version this one-row table

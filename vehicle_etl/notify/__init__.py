@@ -1,0 +1,1 @@
+"""After a run: alerts (e-mail, webhook) and cache invalidation (Redis)."""

@@ -1,0 +1,1 @@
+"""Stage 4, the release: the swap (a version switch by data), run history, id history, the diff."""
