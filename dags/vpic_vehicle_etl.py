@@ -128,7 +128,7 @@ def vpic_vehicle_etl() -> None:
                                    allow_element_change=bool(run.params.get("allow_element_change")),
                                    requested_release=run.params.get("release"))
 
-    @task(outlets=[LIVE_CATALOG], doc_md="Atomic swap: staging becomes `vehicles`, live becomes `vehicles_previous`.")
+    @task(outlets=[LIVE_CATALOG], doc_md="Atomic swap: the staged version goes live, live becomes previous.")
     @etl_task
     def swap(run: TaskRun) -> None:
         run.pipeline.swap_step(run.settings, run.run_id, run.ref)
