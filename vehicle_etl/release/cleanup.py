@@ -79,7 +79,8 @@ def _mark_detached(conn: psycopg.Connection, schema: str, table: str, parent: st
             pass  # expected: the first phase committed
         finally:
             conn.execute("RESET lock_timeout")
-    if not _partition_state(conn, schema, table)[1] and _partition_state(conn, schema, table)[0]:
+    is_part, pending, _ = _partition_state(conn, schema, table)
+    if is_part and not pending:
         raise SwapError(f"{schema}.{table} could not be marked detached")
 
 
@@ -118,7 +119,7 @@ def _finalize_and_drop(conn: psycopg.Connection, schema: str, table: str, timeou
 
 
 def drop_version(conn: psycopg.Connection, version: int, schema: str, *, force: bool = False,
-                  grace_s: float | None = None) -> bool:
+                 grace_s: float | None = None) -> bool:
     """One visit of the cleanup of one version (see DETACH_GRACE_S); True when it is gone.
     `force`: no grace (staging that never went live: no reader can have planned with it)."""
     grace = DETACH_GRACE_S if grace_s is None else grace_s
@@ -164,10 +165,11 @@ def cleanup(conn: psycopg.Connection, grace_s: float | None = None) -> None:
         return  # nothing was ever promoted here
     live, previous = control(conn)
     rows = conn.execute(
-        "SELECT v.version, n.nspname FROM vehicles_store.version v LEFT JOIN pg_namespace n ON n.oid = v.schema_oid "
+        "SELECT v.version, n.nspname, v.detach_started IS NOT NULL FROM vehicles_store.version v "
+        "LEFT JOIN pg_namespace n ON n.oid = v.schema_oid "
         "WHERE v.version IS DISTINCT FROM %s AND v.version IS DISTINCT FROM %s ORDER BY 1", (live, previous)).fetchall()
-    marked = {r[0] for r in conn.execute("SELECT version FROM vehicles_store.version WHERE detach_started IS NOT NULL")}
-    for version, schema in rows:
+    marked = {version for version, _, is_marked in rows if is_marked}
+    for version, schema, _ in rows:
         if marked and version not in marked and schema not in (None, STAGING_SCHEMA):
             # PostgreSQL allows one pending detach per parent: this one is marked once those are dropped
             log.info("version %d waits until version(s) %s are dropped", version, sorted(marked))

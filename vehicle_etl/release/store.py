@@ -16,7 +16,6 @@ def version_schema(version: int) -> str:
     return f"vehicles_v{version}"
 
 
-# -- the store --------------------------------------------------------------------------------
 def ensure_store(conn: psycopg.Connection) -> None:
     with conn.transaction():
         conn.execute(sql_file("schema/store.sql").encode())
