@@ -36,7 +36,6 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 import uuid
 from pathlib import Path
@@ -82,22 +81,6 @@ def reader(n: int, dsn: str, vins: list[str], years: list[int], stop: Any, out: 
         json.dump(samples, f)
 
 
-class Watcher(threading.Thread):
-    """Which run id the readers' server serves, polled every 10 ms on its own connection."""
-
-    def __init__(self, dsn: str) -> None:
-        super().__init__(daemon=True)
-        self.dsn, self.first_seen, self.stop = dsn, {}, threading.Event()
-
-    def run(self) -> None:
-        with psycopg.connect(self.dsn, autocommit=True) as c:
-            while not self.stop.is_set():
-                row = c.execute("SELECT run_id FROM vehicles.catalog_info").fetchone()
-                if row:
-                    self.first_seen.setdefault(row[0], time.time())
-                time.sleep(0.01)
-
-
 def env_for(dsn: str, home: Path) -> dict[str, str]:
     info = psycopg.conninfo.conninfo_to_dict(dsn)
     return {**os.environ, "MVP_PLATFORM_DB_HOST": str(info.get("host", "127.0.0.1")),
@@ -140,7 +123,9 @@ def scenario(name: str, primary: str, readers_dsn: str, n: int, source: str, hom
     tmp = Path(tempfile.mkdtemp(prefix="swapbench_"))
     procs = [ctx.Process(target=reader, args=(i, readers_dsn, vins, years, stop, str(tmp / f"{i}.json")))
              for i in range(n)]
-    watcher = Watcher(lag_dsn or readers_dsn)
+    from swap_readers import RunIdWatch  # tests/ is on sys.path (above)
+
+    watcher = RunIdWatch(lag_dsn or readers_dsn, clock=time.time)  # compared with switched_at (epoch)
     watcher.start()
     for p in procs:
         p.start()

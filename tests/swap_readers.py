@@ -237,3 +237,21 @@ class Readers:
 
     def longest(self, since: float = 0.0) -> float:
         return max((d for s in self.stats.values() for t, d in s.samples if t >= since), default=0.0)
+
+
+class RunIdWatch(threading.Thread):
+    """Polls which run id a server serves (its own connection, a separate statement every 10 ms, as an
+    app's version check would be) and records when each run id is first seen, on `clock`."""
+
+    def __init__(self, dsn: str, clock: Callable[[], float] = time.monotonic) -> None:
+        super().__init__(daemon=True)
+        self.dsn, self.clock, self.stop = dsn, clock, threading.Event()
+        self.first_seen: dict[str, float] = {}
+
+    def run(self) -> None:
+        with psycopg.connect(self.dsn, autocommit=True) as c:
+            while not self.stop.is_set():
+                row = c.execute("SELECT run_id FROM vehicles.catalog_info").fetchone()
+                if row:
+                    self.first_seen.setdefault(row[0], self.clock())
+                time.sleep(0.01)

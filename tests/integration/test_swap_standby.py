@@ -11,7 +11,6 @@ more (the cleanup invalidates such plans first, cleanup._invalidate_plans).
 
 from __future__ import annotations
 
-import threading
 import time
 from collections.abc import Iterator
 
@@ -19,7 +18,7 @@ import psycopg
 import pytest
 from conftest import SAMPLE_DB
 from standby_cluster import StandbyPair
-from swap_readers import Inputs, Readers, stage_copy
+from swap_readers import Inputs, Readers, RunIdWatch, stage_copy
 
 from vehicle_etl import staging as load
 from vehicle_etl.release import cleanup, swap
@@ -59,22 +58,6 @@ def _build(dsn: str) -> None:
         ensure_reader_role(conn)
 
 
-class LagWatch(threading.Thread):
-    """Polls the standby (a separate statement, as an app's version check would be) and records
-    when each run id first shows there."""
-
-    def __init__(self, dsn: str) -> None:
-        super().__init__(daemon=True)
-        self.dsn, self.first_seen, self.stop = dsn, {}, threading.Event()
-
-    def run(self) -> None:
-        with psycopg.connect(self.dsn, autocommit=True) as c:
-            while not self.stop.is_set():
-                run_id = c.execute("SELECT run_id FROM vehicles.catalog_info").fetchone()[0]  # type: ignore[index]
-                self.first_seen.setdefault(run_id, time.monotonic())
-                time.sleep(0.01)
-
-
 def test_sixteen_standby_readers_through_swaps_and_a_rollback(pair: StandbyPair,
                                                               monkeypatch: pytest.MonkeyPatch) -> None:
     """Two promotions (the second marks the first version's partitions detached), a rollback, then
@@ -92,7 +75,7 @@ def test_sixteen_standby_readers_through_swaps_and_a_rollback(pair: StandbyPair,
         inp = Inputs.load(s)
     committed: dict[str, float] = {}
     marked_at = [time.monotonic()]
-    watch = LagWatch(standby)
+    watch = RunIdWatch(standby)
     watch.start()
     try:
         with psycopg.connect(primary, autocommit=True) as conn, Readers(standby, inp, STANDBY_KINDS) as readers:
