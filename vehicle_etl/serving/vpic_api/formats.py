@@ -66,8 +66,14 @@ def _csv_value(value: Any) -> str:
     return str(value)
 
 
+# Element order where NHTSA's XML differs from its JSON (recorded: tests/data/nhtsa/decode-vin-fragment.xml);
+# XmlSerializer writes a class's declaration order, the JSON sorts keys alphabetically.
+XML_ORDER = {"DecodedVariable": ("VariableId", "Variable", "ValueId", "Value")}
+
+
 def _xml(body: dict[str, Any], item: str) -> str:
     """.NET XmlSerializer's layout: null values are left out, every element named after its key."""
+    order = XML_ORDER.get(item, ())
     parts = ['<?xml version="1.0" encoding="utf-8"?>',
              '<Response xmlns:xsd="http://www.w3.org/2001/XMLSchema" '
              'xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance">']
@@ -77,6 +83,8 @@ def _xml(body: dict[str, Any], item: str) -> str:
         parts.append(f"<SearchCriteria>{escape(body['SearchCriteria'])}</SearchCriteria>")
     parts.append("<Results>")
     for row in body["Results"]:
+        if order:
+            row = {k: row[k] for k in order if k in row} | row
         parts.append(f"<{item}>{_xml_fields(row)}</{item}>")
     parts.append("</Results></Response>")
     return "".join(parts)
