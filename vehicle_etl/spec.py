@@ -125,7 +125,7 @@ DERIVED_TABLES = (
     "model_year", "dropdown_make",                                         # model_year.sql
     "decode_key",                                                          # decode_key.sql
     "decode_element", "decode_schema_key", "decode_schema_chars",          # decode_support.sql
-    "decode_wmi", "decode_error_code", "decode_template", "decode_wmi_year_chars", "decode_default",
+    "decode_wmi", "decode_wmi_link", "decode_error_code", "decode_template", "decode_wmi_year_chars", "decode_default",
     "decode_spec_key", "decode_spec_fill",
     "model_trim_option", "model_engine_option", "model_transmission_option",  # dropdown_options.sql
 )

@@ -1,4 +1,4 @@
--- builds: decode_schema_key, decode_schema_chars, decode_wmi, decode_element, decode_error_code, decode_template, decode_wmi_year_chars, decode_default, decode_spec_key, decode_spec_fill
+-- builds: decode_schema_key, decode_schema_chars, decode_wmi, decode_wmi_link, decode_element, decode_error_code, decode_template, decode_wmi_year_chars, decode_default, decode_spec_key, decode_spec_fill
 -- reads: decode_key
 -- priority: 5
 -- (The header the loader reads, vehicle_etl/staging/derived.py: the derived tables this file builds, the
@@ -7,8 +7,8 @@
 --
 -- Decoder support tables, precomputed once per release so that decode_vin() does no parsing,
 -- over the parsed keys (decode_key, decode_key.sql). search_path = the staging schema.
--- Tables: decode_schema_key, decode_schema_chars, decode_wmi, decode_element, decode_error_code,
--- decode_template. docs/DECODER.md explains each.
+-- Tables: decode_schema_key, decode_schema_chars, decode_wmi, decode_wmi_link, decode_element,
+-- decode_error_code, decode_template, ... (the header lists them). docs/DECODER.md explains each.
 
 SET LOCAL work_mem = '256MB';
 
@@ -87,6 +87,21 @@ LEFT JOIN (  -- grouped once, not per WMI: no indexes exist yet while deriving
     HAVING count(*) = 1
 ) sm ON sm.wmi_id = w.wmi_id;
 CREATE UNIQUE INDEX decode_wmi_wmi_idx ON decode_wmi (wmi);
+
+-- Per WMI its schema links (Wmi_VinSchema) as three arrays sorted by YearTo: schema, YearFrom and
+-- YearTo (an open YearTo as 2999, as the decoder reads it), and the years they cover. The batch
+-- decoder reads a WMI's links with one probe here instead of one heap visit per link, and skips
+-- the links ending before the model year with a binary search (width_bucket over year_to).
+CREATE TABLE decode_wmi_link AS
+SELECT ws.wmi_id,
+       array_agg(ws.vin_schema_id ORDER BY coalesce(ws.year_to, 2999), ws.wmi_vin_schema_id) AS schema_ids,
+       array_agg(ws.year_from ORDER BY coalesce(ws.year_to, 2999), ws.wmi_vin_schema_id) AS year_from,
+       array_agg(coalesce(ws.year_to, 2999) ORDER BY coalesce(ws.year_to, 2999), ws.wmi_vin_schema_id) AS year_to,
+       range_agg(int4range(ws.year_from, coalesce(ws.year_to, 2999), '[]'))
+           FILTER (WHERE ws.year_from <= coalesce(ws.year_to, 2999)) AS years
+FROM wmi_vin_schema ws
+GROUP BY ws.wmi_id;
+ALTER TABLE decode_wmi_link ADD PRIMARY KEY (wmi_id);
 
 -- Error code names and weights: the release's ErrorCode table where it has a row (NHTSA's complete
 -- release), else these embedded ones as NHTSA publishes them (the snapshots lack the table; texts of
