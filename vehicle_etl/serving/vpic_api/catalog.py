@@ -7,7 +7,7 @@ live release (vehicles.catalog_info) and the answer's rows as one JSON array bui
 in one row. One statement reads one snapshot, and the views and the (STABLE) contract functions
 read the version that snapshot's control row names, so an answer and the release it is tagged
 with are always the same release, never parts of two (docs/ARCHITECTURE.md, "The swap"). One
-message out, one back: the cost of a request over the SQL call is the JSON aggregation.
+message to PostgreSQL and one back, as for an app's own SQL call.
 """
 
 from __future__ import annotations
