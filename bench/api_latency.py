@@ -268,17 +268,17 @@ async def main_async(args: argparse.Namespace) -> int:
                     ways.append(http_calls(http_conns, repeated_call, name))
                 for calls in ways:  # warm-up (plans, caches, and for repeated requests the answer cache)
                     await run(calls[:4], 0.5)
-                (sql_lat, sql_rps, *_), unique, *repeated = await in_turns(ways, args.seconds, args.slice, proc.pid)
-                u_lat = unique[0]
+                (sql_lat, sql_rps, *_), misses, *repeated = await in_turns(ways, args.seconds, args.slice, proc.pid)
+                u_lat = misses[0]
                 for c in sql_conns:
                     await c.close()
                 for h in http_conns:
                     h.transport.close()  # type: ignore[union-attr]
-                cells = [name, str(n), *cell(sql_lat, sql_rps), *cell(*unique)]
+                cells = [name, str(n), *cell(sql_lat, sql_rps), *cell(*misses)]
                 cells += cell(*repeated[0]) if repeated else ["(POST: not cached)", ""]
                 cells.append(f"{pct(u_lat, 50) - pct(sql_lat, 50):+.2f} ms")
                 cells.append(f"{pct(repeated[0][0], 50) - pct(sql_lat, 50):+.2f} ms" if repeated else "")
-                cells.append(f"{unique[2]:.2f} / {unique[3]:.2f}")
+                cells.append(f"{misses[2]:.2f} / {misses[3]:.2f}")
                 print("| " + row(cells) + " |", flush=True)
     finally:
         proc.send_signal(signal.SIGTERM)
