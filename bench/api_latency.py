@@ -1,20 +1,21 @@
 """The HTTP API (`vehicle-etl serve`) against the same queries straight over SQL, in one run.
 
 Usage: .venv/bin/python bench/api_latency.py --db DBNAME [--pg "host=127.0.0.1 port=5432 user=postgres"]
-       [--seconds 6] [--concurrency 1,16,64] [--pool 10] [--workers 1] [--cache-mb 64]
+       [--seconds 6] [--slice 1] [--concurrency 1,16,64] [--pool 10] [--workers 1] [--cache-mb 64]
        [--vins ../shared/data/vin_ground_truth/dev_vins.csv]
 
 Starts `vehicle-etl serve` as a process on a free loopback port (MVP_PLATFORM_DB_* pointing at DBNAME,
 which must hold a live catalog and the reader role), then for each workload and each concurrency
-runs, for --seconds each and one after the other:
+runs, for --seconds each, in turns of --slice seconds (SQL, HTTP unique, HTTP repeated, SQL, ...,
+so that the three see the same machine load on a shared box):
   - SQL: N asyncio workers, each on its own psycopg connection, calling the contract function
     (`SELECT vehicles.decode_vin(%s, NULL)`, `decode_vins` of 50 VINs, `dropdown_*`) — what an app
     that talks SQL does;
   - HTTP unique: N workers, each on its own keep-alive HTTP/1.1 connection, calling the NHTSA or
     dropdown path that runs the same function, every request with a query the server has not seen
     (an extra `nocache=<counter>` parameter, which the routes ignore): each one misses the server's
-    answer cache and reads the database (its transaction, role and release reads included) — the
-    cold figure, and what unique VIN decodes cost;
+    answer cache and reads the database (the release read with it) — the cold figure, and what
+    unique VIN decodes cost;
   - HTTP repeated: the same requests without the counter (dropdowns: one fixed question; decodes:
     50 VINs drawn at random), answered from the answer cache after the warm-up — what the app's
     dropdown traffic, which repeats the same few hundred questions, costs. The batch is a POST and
@@ -22,8 +23,9 @@ runs, for --seconds each and one after the other:
 The HTTP client is a minimal asyncio protocol (one request in flight per connection, responses
 framed by Content-Length), not httpx: httpx costs ~0.5 ms of client CPU per request, more than the
 service it measures. Both clients are Python in this one process on uvloop, on the same two cores
-as the server and PostgreSQL. Prints p50/p99 (ms) and requests/s per cell and HTTP − SQL at p50;
-stops the server by its PID.
+as the server and PostgreSQL. Prints p50/p99 (ms) and requests/s per cell, HTTP − SQL at p50, and
+the server process's CPU time and run-queue wait (runnable, waiting for a CPU: what other load on
+the box costs it) per unique request, from /proc/<pid>/task/*/schedstat; stops the server by its PID.
 """
 
 from __future__ import annotations
@@ -56,14 +58,15 @@ def pct(values: list[float], p: float) -> float:
     return s[min(len(s) - 1, int(round(p / 100 * (len(s) - 1))))] if s else float("nan")
 
 
-async def run(n: int, seconds: float, make_worker: Callable[[int], Awaitable[Callable[[], Awaitable[None]]]],
-              ) -> tuple[list[float], float]:
-    """n workers each calling its request function back to back for `seconds`; latencies in ms."""
-    calls = [await make_worker(i) for i in range(n)]
+Call = Callable[[], Awaitable[None]]
+
+
+async def run(calls: list[Call], seconds: float) -> tuple[list[float], float]:
+    """Each call made back to back by its own worker for `seconds`; latencies in ms, and seconds taken."""
     lat: list[float] = []
     stop = time.perf_counter() + seconds
 
-    async def loop(call: Callable[[], Awaitable[None]]) -> None:
+    async def loop(call: Call) -> None:
         while time.perf_counter() < stop:
             t = time.perf_counter()
             await call()
@@ -71,7 +74,33 @@ async def run(n: int, seconds: float, make_worker: Callable[[int], Awaitable[Cal
 
     t0 = time.perf_counter()
     await asyncio.gather(*(loop(c) for c in calls))
-    return lat, len(lat) / (time.perf_counter() - t0)
+    return lat, time.perf_counter() - t0
+
+
+def sched_ms(pid: int) -> tuple[float, float]:
+    """CPU time and time spent runnable but waiting for a CPU (run queue) of process `pid` and its
+    children (--workers), all their threads, in ms (Linux /proc/<pid>/task/*/schedstat)."""
+    run = wait = 0
+    pids = [pid, *map(int, Path(f"/proc/{pid}/task/{pid}/children").read_text().split())]
+    for stat in (s for p in pids for s in Path(f"/proc/{p}/task").glob("*/schedstat")):
+        on_cpu, queued, _ = stat.read_text().split()
+        run, wait = run + int(on_cpu), wait + int(queued)
+    return run / 1e6, wait / 1e6
+
+
+async def in_turns(ways: list[list[Call]], seconds: float, turn: float, server: int
+                   ) -> list[tuple[list[float], float, float, float]]:
+    """Each way (its workers' calls) for `seconds` in all, in turns of `turn` seconds, one way after
+    the other; latencies (ms), requests/s, and the server's CPU and run-queue wait per request (ms)
+    of each."""
+    done = [([], 0.0, 0.0, 0.0) for _ in ways]  # type: list[tuple[list[float], float, float, float]]
+    while done[0][1] < seconds:
+        for i, calls in enumerate(ways):
+            cpu0, wait0 = sched_ms(server)
+            lat, took = await run(calls, min(turn, seconds - done[i][1]))
+            cpu1, wait1 = sched_ms(server)
+            done[i] = (done[i][0] + lat, done[i][1] + took, done[i][2] + cpu1 - cpu0, done[i][3] + wait1 - wait0)
+    return [(lat, len(lat) / took, cpu / len(lat), wait / len(lat)) for lat, took, cpu, wait in done]
 
 
 def free_port() -> int:
@@ -200,33 +229,31 @@ async def main_async(args: argparse.Namespace) -> int:
     proc = start_server(args.pg, args.db, port, args.pool, args.workers, args.cache_mb)
     loop = asyncio.get_running_loop()
     print(f"server pid {proc.pid} on 127.0.0.1:{port}, pool {args.pool}, workers {args.workers}, "
-          f"cache {args.cache_mb:g} MiB; {args.seconds:g} s per cell; loop {type(loop).__module__}; "
-          f"load {os.getloadavg()[0]:.2f}")
+          f"cache {args.cache_mb:g} MiB; {args.seconds:g} s per cell and way, in turns of {args.slice:g} s; "
+          f"loop {type(loop).__module__}; load {os.getloadavg()[0]:.2f}")
     print(row(["workload", "conns", "SQL p50 / p99 ms", "SQL req/s", "HTTP unique p50 / p99 ms", "req/s",
-               "HTTP repeated p50 / p99 ms", "req/s", "unique − SQL p50", "repeated − SQL p50"]))
+               "HTTP repeated p50 / p99 ms", "req/s", "unique − SQL p50", "repeated − SQL p50",
+               "server CPU / run-queue wait per unique request ms"]))
 
-    async def http_cell(n: int, make: Req, name: str) -> tuple[list[float], float]:
-        conns: list[HttpConn] = []
-
-        async def http_worker(i: int) -> Callable[[], Awaitable[None]]:
-            if i >= len(conns):
-                _, c = await loop.create_connection(HttpConn, "127.0.0.1", port)
-                conns.append(c)
-            conn = conns[i]
-
+    def http_calls(conns: list[HttpConn], make: Req, name: str) -> list[Call]:
+        def call_on(conn: HttpConn) -> Call:
             async def call() -> None:
                 status, content = await conn.request(make())
                 if status != 200:
                     raise SystemExit(f"{name}: HTTP {status} {content[:200]!r}")
             return call
+        return [call_on(c) for c in conns]
 
-        await run(min(n, 4), 0.5, http_worker)  # warm-up (and, for repeated requests, the cache)
-        result = await run(n, args.seconds, http_worker)
-        for c in conns:
-            c.transport.close()  # type: ignore[union-attr]
-        return result
+    def sql_calls(conns: list[psycopg.AsyncConnection], sql_call: Callable[[], tuple[str, tuple]]) -> list[Call]:
+        def call_on(conn: psycopg.AsyncConnection) -> Call:
+            async def call() -> None:
+                stmt, params = sql_call()
+                cur = await conn.execute(stmt, params)
+                await cur.fetchall()
+            return call
+        return [call_on(c) for c in conns]
 
-    def cell(lat: list[float], rps: float) -> list[str]:
+    def cell(lat: list[float], rps: float, *_: float) -> list[str]:
         return [f"{pct(lat, 50):.2f} / {pct(lat, 99):.2f}", f"{rps:,.0f}"]
 
     try:
@@ -234,36 +261,24 @@ async def main_async(args: argparse.Namespace) -> int:
             if args.only not in name:
                 continue
             for n in args.concurrency:
-                conns: list[psycopg.AsyncConnection] = []
-
-                async def sql_worker(i: int, conns: list[psycopg.AsyncConnection] = conns,
-                                     sql_call: Callable[[], tuple[str, tuple]] = sql_call
-                                     ) -> Callable[[], Awaitable[None]]:
-                    conn = await psycopg.AsyncConnection.connect(dsn, autocommit=True)
-                    conns.append(conn)
-
-                    async def call() -> None:
-                        stmt, params = sql_call()
-                        cur = await conn.execute(stmt, params)
-                        await cur.fetchall()
-                    return call
-
-                await run(min(n, 4), 0.5, sql_worker)  # warm-up (plans, caches) on both sides alike
-                for c in conns:
-                    await c.close()
-                conns.clear()
-                sql_lat, sql_rps = await run(n, args.seconds, sql_worker)
-                for c in conns:
-                    await c.close()
-                u_lat, u_rps = await http_cell(n, unique_call, name)
-                cells = [name, str(n), *cell(sql_lat, sql_rps), *cell(u_lat, u_rps)]
+                sql_conns = [await psycopg.AsyncConnection.connect(dsn, autocommit=True) for _ in range(n)]
+                http_conns = [(await loop.create_connection(HttpConn, "127.0.0.1", port))[1] for _ in range(n)]
+                ways = [sql_calls(sql_conns, sql_call), http_calls(http_conns, unique_call, name)]
                 if repeated_call is not None:
-                    r_lat, r_rps = await http_cell(n, repeated_call, name)
-                    cells += cell(r_lat, r_rps)
-                else:
-                    cells += ["(POST: not cached)", ""]
+                    ways.append(http_calls(http_conns, repeated_call, name))
+                for calls in ways:  # warm-up (plans, caches, and for repeated requests the answer cache)
+                    await run(calls[:4], 0.5)
+                (sql_lat, sql_rps, *_), misses, *repeated = await in_turns(ways, args.seconds, args.slice, proc.pid)
+                u_lat = misses[0]
+                for c in sql_conns:
+                    await c.close()
+                for h in http_conns:
+                    h.transport.close()  # type: ignore[union-attr]
+                cells = [name, str(n), *cell(sql_lat, sql_rps), *cell(*misses)]
+                cells += cell(*repeated[0]) if repeated else ["(POST: not cached)", ""]
                 cells.append(f"{pct(u_lat, 50) - pct(sql_lat, 50):+.2f} ms")
-                cells.append(f"{pct(r_lat, 50) - pct(sql_lat, 50):+.2f} ms" if repeated_call else "")
+                cells.append(f"{pct(repeated[0][0], 50) - pct(sql_lat, 50):+.2f} ms" if repeated else "")
+                cells.append(f"{misses[2]:.2f} / {misses[3]:.2f}")
                 print("| " + row(cells) + " |", flush=True)
     finally:
         proc.send_signal(signal.SIGTERM)
@@ -278,7 +293,9 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--db", required=True, help="database holding a live catalog")
     ap.add_argument("--pg", default="host=127.0.0.1 port=5432 user=postgres")
-    ap.add_argument("--seconds", type=float, default=6.0)
+    ap.add_argument("--seconds", type=float, default=6.0, help="per cell and way, in all")
+    ap.add_argument("--slice", type=float, default=1.0,
+                    help="seconds of one turn of a way (SQL, HTTP unique, HTTP repeated)")
     ap.add_argument("--concurrency", type=lambda s: [int(x) for x in s.split(",")], default=[1, 16, 64])
     ap.add_argument("--pool", type=int, default=10, help="the server's connection pool (VPIC_API_POOL_SIZE)")
     ap.add_argument("--workers", type=int, default=1, help="server processes (vehicle-etl serve --workers)")

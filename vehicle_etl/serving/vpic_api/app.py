@@ -74,14 +74,14 @@ def create_app(conninfo: str | Callable[[], str], *, pool_size: int | None = Non
                     "app's dropdown and health paths. Read-only; no authentication. See docs/API.md.",
         lifespan=lifespan, redirect_slashes=False)
 
-    async def vpic(request: Request, fmt_value: str | None, statements: list[tuple[str, dict[str, Any]]],
-                   build: Callable[[list[list[dict[str, Any]]]], dict[str, Any]], item: str,
+    async def vpic(request: Request, fmt_value: str | None, name: str, params: dict[str, Any],
+                   build: Callable[[list[dict[str, Any]]], dict[str, Any]], item: str,
                    cacheable: bool = True) -> Response:
         fmt = format_of(fmt_value)
         if cacheable and (unchanged := await state.not_modified(request, fmt)) is not None:
             return unchanged
-        version, texts = await state.catalog.read(statements)
-        data, media = f.render(build([json.loads(t) for t in texts]), fmt, item)
+        version, text = await state.catalog.read(name, params)
+        data, media = f.render(build(json.loads(text)), fmt, item)
         if not cacheable:
             return Response(data, media_type=media, headers=headers_for(version, None))
         response = Response(data, media_type=media, headers=headers_for(version, etag_of(version, request, fmt)))

@@ -23,8 +23,8 @@ def add_app_routes(app: FastAPI, state: Catalogs) -> None:
     async def rows(request: Request, name: str, params: dict[str, Any]) -> Response:
         if (unchanged := await state.not_modified(request, "json")) is not None:
             return unchanged
-        version, texts = await state.catalog.read([(name, params)])
-        return state.keep(request, version, Response(texts[0].encode(), media_type=f.MEDIA_TYPES["json"],
+        version, text = await state.catalog.read(name, params)
+        return state.keep(request, version, Response(text.encode(), media_type=f.MEDIA_TYPES["json"],
                                                      headers=headers_for(version, etag_of(version, request, "json"))))
 
     @app.get(PREFIX + "/dropdown/makes", tags=tags, summary="vehicles.dropdown_makes")

@@ -1,16 +1,19 @@
-"""Reads of the live catalog for the HTTP API: a connection pool, one transaction per request.
+"""Reads of the live catalog for the HTTP API: a connection pool, one statement per request.
 
-Every request runs in one READ ONLY REPEATABLE READ transaction as role mvp_platform_reader
-(`SET LOCAL ROLE`): the service can do nothing but read, and everything one answer shows comes
-from one snapshot. The live release (vehicles.catalog_info) is read before and after the answer's
-queries in that transaction; a swap between the two (tables moved under the snapshot) shows as a
-difference and the request is run again, so an answer never mixes two releases. Statements go
-in one pipeline: one network round trip per request.
+Every pooled connection is made the read-only role mvp_platform_reader with read-only transactions
+(`SET ROLE`, `SET default_transaction_read_only = on`, once, on its first use: `as_reader`), so the
+service can do nothing but read. A request is then one statement in its own transaction: the
+live release (vehicles.catalog_info) and the answer's rows as one JSON array built by PostgreSQL,
+in one row. One statement reads one snapshot, and the views and the (STABLE) contract functions
+read the version that snapshot's control row names, so an answer and the release it is tagged
+with are always the same release, never parts of two (docs/ARCHITECTURE.md, "The swap"). One
+message to PostgreSQL and one back, as for an app's own SQL call.
 """
 
 from __future__ import annotations
 
 import logging
+import weakref
 from dataclasses import dataclass
 from datetime import datetime
 from functools import cache
@@ -24,8 +27,6 @@ from vehicle_etl.platform_db import sql_file
 
 log = logging.getLogger(__name__)
 
-ATTEMPTS = 3  # a swap between the two version reads retries; three swaps in a row are not plausible
-
 
 @cache
 def query(name: str) -> str:
@@ -33,10 +34,13 @@ def query(name: str) -> str:
 
 
 @cache
-def as_json(name: str) -> str:
-    """The query's rows as one JSON array built by PostgreSQL (columns in order, numbers as numbers):
-    no per-row work in Python, and the dropdown paths send this text as it is."""
-    return f"SELECT coalesce(json_agg(q), '[]'::json)::text FROM (\n{query(name)}\n) q"
+def answer(name: str) -> str:
+    """The live release and the query's rows as one JSON array (columns in order, numbers as
+    numbers), in one row of one statement: no per-row work in Python, and the dropdown paths send
+    this text as it is. The release is NULL without a catalog_info row."""
+    return (f"SELECT v.release, v.run_id, v.built_at, a.rows FROM (\n"
+            f"SELECT coalesce(json_agg(q), '[]'::json)::text AS rows FROM (\n{query(name)}\n) q\n"
+            f") a LEFT JOIN (\n{query('version')}\n) v ON true")
 
 
 @dataclass(frozen=True)
@@ -68,6 +72,7 @@ class Catalog:
             conninfo, min_size=min_size, max_size=max_size, timeout=timeout, open=False,
             kwargs={"autocommit": True}, name="vpic-api",
             reconnect_timeout=30.0)
+        self._readers: weakref.WeakSet[psycopg.AsyncConnection[Any]] = weakref.WeakSet()
 
     async def open(self) -> None:
         # wait=False: the service starts (and says 503 on /health) while the database is down
@@ -77,55 +82,40 @@ class Catalog:
         await self.pool.close()
 
     async def version(self) -> Version:
-        version, _ = await self.read([])
-        return version
+        return _version(await self._fetch(query("version")))
 
-    async def read(self, statements: list[tuple[str, dict[str, Any]]]) -> tuple[Version, list[str]]:
-        """Run named queries (file name under include/sql/api, parameters) in one snapshot; each
-        answer is its rows as a JSON array (text)."""
-        for attempt in range(1, ATTEMPTS + 1):
-            try:
-                before, results, after = await self._read_once(statements)
-            except (psycopg.OperationalError, psycopg.errors.InsufficientPrivilege, TimeoutError) as exc:
-                raise CatalogUnavailable(str(exc).strip().splitlines()[0] if str(exc) else type(exc).__name__,
-                                         doubt=not isinstance(exc, TimeoutError)) from exc
-            except psycopg.errors.UndefinedTable as exc:
-                raise CatalogUnavailable(f"no live catalog: {exc}".splitlines()[0]) from exc
-            if before == after:
-                return before, results
-            log.info("release changed during a read (%s -> %s); reading again (%d)", before, after, attempt)
-        raise CatalogUnavailable("the live release kept changing during the read")
+    async def read(self, name: str, params: dict[str, Any]) -> tuple[Version, str]:
+        """The live release and the rows of the named query (file name under include/sql/api) as a
+        JSON array (text), from one statement."""
+        row = await self._fetch(answer(name), params)
+        return _version(row[:3]), row[3]  # type: ignore[index]
 
-    async def _read_once(self, statements: list[tuple[str, dict[str, Any]]]
-                         ) -> tuple[Version, list[str], Version]:
-        async with self.pool.connection() as conn:
-            # On an error the pool rolls back (or discards) the connection when it is returned.
-            async with conn.pipeline():
-                await _begin(conn)
-                v1 = await conn.execute(query("version"))
-                curs = []
-                for name, params in statements:
-                    curs.append(await conn.execute(as_json(name), params))
-                v2 = await conn.execute(query("version"))
-                await conn.execute("COMMIT")
-            before = _version(await v1.fetchone())
-            results = [(await c.fetchone())[0] for c in curs]  # type: ignore[index]
-            after = _version(await v2.fetchone())
-        return before, results, after
+    async def _fetch(self, statement: str, params: dict[str, Any] | None = None) -> Any:
+        try:
+            async with self.pool.connection() as conn:
+                if conn not in self._readers:
+                    # Here, not in the pool's configure: a login user that may not be the reader
+                    # gets 503 naming the refusal, not a pool timeout.
+                    await as_reader(conn)
+                    self._readers.add(conn)
+                cur = await conn.execute(statement, params)
+                return await cur.fetchone()
+        except (psycopg.OperationalError, psycopg.errors.InsufficientPrivilege, TimeoutError) as exc:
+            raise CatalogUnavailable(str(exc).strip().splitlines()[0] if str(exc) else type(exc).__name__,
+                                     doubt=not isinstance(exc, TimeoutError)) from exc
+        except psycopg.errors.UndefinedTable as exc:
+            raise CatalogUnavailable(f"no live catalog: {exc}".splitlines()[0]) from exc
 
 
-async def _begin(conn: psycopg.AsyncConnection[Any]) -> None:
-    await conn.execute("BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY")
-    await conn.execute(f"SET LOCAL ROLE {READER_ROLE}")
+async def as_reader(conn: psycopg.AsyncConnection[Any]) -> None:
+    """Make an autocommit connection the reader role, read-only, for the rest of its session."""
+    await conn.execute(f"SET ROLE {READER_ROLE}; SET default_transaction_read_only = on")
 
 
 async def live_version(conn: psycopg.AsyncConnection[Any]) -> Version:
-    """The live release read on `conn` (an autocommit connection outside the pool: the release
-    watcher's), as the reader role, exactly as a request reads it."""
-    async with conn.pipeline():
-        await _begin(conn)
-        cur = await conn.execute(query("version"))
-        await conn.execute("COMMIT")
+    """The live release read on `conn` (a connection `as_reader` set up outside the pool: the
+    release watcher's), exactly as a request reads it."""
+    cur = await conn.execute(query("version"))
     return _version(await cur.fetchone())
 
 

@@ -57,18 +57,18 @@ def add_nhtsa_routes(app: FastAPI, vpic: Vpic) -> None:
 
     def decode_values(extended: bool) -> Callable[..., Awaitable[Response]]:
         async def handler(request: Request, vin: Vin, modelyear: ModelYear = None, format: Fmt = None) -> Response:
-            def build(rows: list[list[dict[str, Any]]]) -> dict[str, Any]:
-                doc, count = _flat(rows[0][0]["decode_vin"], extended)
+            def build(rows: list[dict[str, Any]]) -> dict[str, Any]:
+                doc, count = _flat(rows[0]["decode_vin"], extended)
                 return f.envelope([doc], f.MSG_DECODE, f"VIN(s): {vin}", count)
-            return await vpic(request, format, [("decode_vin_values", {"vin": vin, "year": modelyear})],
+            return await vpic(request, format, "decode_vin_values", {"vin": vin, "year": modelyear},
                               build, "DecodedVINValues")
         return handler
 
     def decode_rows(extended: bool) -> Callable[..., Awaitable[Response]]:
         async def handler(request: Request, vin: Vin, modelyear: ModelYear = None, format: Fmt = None) -> Response:
             return await vpic(request, format,
-                              [("decode_vin", {"vin": vin, "year": modelyear, "extended": extended})],
-                              lambda rows: f.envelope(rows[0], f.MSG_DECODE, f"VIN:{vin}"), "DecodedVariable")
+                              "decode_vin", {"vin": vin, "year": modelyear, "extended": extended},
+                              lambda rows: f.envelope(rows, f.MSG_DECODE, f"VIN:{vin}"), "DecodedVariable")
         return handler
 
     app.get(PREFIX + "/DecodeVin/{vin}", tags=tags, summary="Decode a VIN (variable/value rows)")(decode_rows(False))
@@ -82,11 +82,11 @@ def add_nhtsa_routes(app: FastAPI, vpic: Vpic) -> None:
         fields = {k.lower(): v for k, v in form.items() if isinstance(v, str)}
         entries = _batch_entries(fields.get("data", ""))
 
-        def build(rows: list[list[dict[str, Any]]]) -> dict[str, Any]:
-            docs = [_flat(r["result"], False)[0] for r in rows[0]]
+        def build(rows: list[dict[str, Any]]) -> dict[str, Any]:
+            docs = [_flat(r["result"], False)[0] for r in rows]
             return f.envelope(docs, f.MSG_DECODE, "")
         return await vpic(request, fields.get("format") or request.query_params.get("format"),
-                          [("decode_vin_batch", {"vins": [v for v, _ in entries], "years": [y for _, y in entries]})],
+                          "decode_vin_batch", {"vins": [v for v, _ in entries], "years": [y for _, y in entries]},
                           build, "DecodedVINValues", cacheable=False)
 
     for path in ("/DecodeVINValuesBatch", "/DecodeVINValuesBatch/"):
@@ -100,8 +100,8 @@ def add_nhtsa_routes(app: FastAPI, vpic: Vpic) -> None:
 
     @app.get(PREFIX + "/DecodeWMI/{wmi}", tags=tags, summary="Decode a WMI")
     async def decode_wmi(request: Request, wmi: Name, format: Fmt = None) -> Response:
-        return await vpic(request, format, [("decode_wmi", {"wmi": wmi.strip()})],
-                          lambda rows: f.envelope(rows[0], f.MSG_RESULTS, f"WMI:{wmi}"), "DecodedWMI")
+        return await vpic(request, format, "decode_wmi", {"wmi": wmi.strip()},
+                          lambda rows: f.envelope(rows, f.MSG_RESULTS, f"WMI:{wmi}"), "DecodedWMI")
 
     async def wmis(request: Request, manufacturer: str | None, vehicletype: str | None, format: str | None) -> Response:
         if not manufacturer and not vehicletype:
@@ -110,9 +110,9 @@ def add_nhtsa_routes(app: FastAPI, vpic: Vpic) -> None:
         vt_id, vt_like = id_or_like(text_param(vehicletype, "vehicleType")) if vehicletype else (None, None)
         criteria = " | ".join(([f"Manufacturer: {manufacturer}"] if manufacturer else [])
                               + ([f"VehicleType: {vehicletype}"] if vehicletype else []))
-        return await vpic(request, format, [("wmis_for_manufacturer", {
-            "mfr_id": mfr_id, "mfr_like": mfr_like, "vt_id": vt_id, "vt_like": vt_like})],
-            lambda rows: f.envelope(rows[0], f.MSG_RESPONSE, criteria), "WMIsForManufacturer")
+        return await vpic(request, format, "wmis_for_manufacturer", {
+            "mfr_id": mfr_id, "mfr_like": mfr_like, "vt_id": vt_id, "vt_like": vt_like},
+            lambda rows: f.envelope(rows, f.MSG_RESPONSE, criteria), "WMIsForManufacturer")
 
     @app.get(PREFIX + "/GetWMIsForManufacturer/{manufacturer}", tags=tags, summary="WMIs of a manufacturer")
     async def wmis_for(request: Request, manufacturer: Name, vehicletype: VehicleTypeQ = None,
@@ -125,17 +125,17 @@ def add_nhtsa_routes(app: FastAPI, vpic: Vpic) -> None:
 
     @app.get(PREFIX + "/GetAllMakes", tags=tags, summary="All makes")
     async def all_makes(request: Request, format: Fmt = None) -> Response:
-        return await vpic(request, format, [("all_makes", {})],
-                          lambda rows: f.envelope(rows[0], f.MSG_RESPONSE, None), "AllVehicleMakes")
+        return await vpic(request, format, "all_makes", {},
+                          lambda rows: f.envelope(rows, f.MSG_RESPONSE, None), "AllVehicleMakes")
 
     @app.get(PREFIX + "/GetMakesForManufacturerAndYear/{manufacturer}", tags=tags,
              summary="Makes of a manufacturer in a model year")
     async def makes_mfr_year(request: Request, manufacturer: Name,
                              year: Annotated[int, Query(alias="year", ge=1, le=9999)], format: Fmt = None) -> Response:
         mfr_id, mfr_like = id_or_like(manufacturer)
-        return await vpic(request, format, [("makes_for_manufacturer_and_year",
-                                             {"mfr_id": mfr_id, "mfr_like": mfr_like, "year": year})],
-                          lambda rows: f.envelope(rows[0], f.MSG_RESPONSE,
+        return await vpic(request, format, "makes_for_manufacturer_and_year",
+                          {"mfr_id": mfr_id, "mfr_like": mfr_like, "year": year},
+                          lambda rows: f.envelope(rows, f.MSG_RESPONSE,
                                                   f"Manufacturer : {manufacturer}, Year: {year}"),
                           "MakesForMfrAndYear")
 
@@ -149,32 +149,32 @@ def add_nhtsa_routes(app: FastAPI, vpic: Vpic) -> None:
 
     @app.get(PREFIX + "/GetMakesForVehicleType/{vehicletype}", tags=tags, summary="Makes of a vehicle type")
     async def makes_for_type(request: Request, vehicletype: Name, format: Fmt = None) -> Response:
-        return await vpic(request, format, [("make_vehicle_types", make_types(None, None, vehicletype))],
-                          lambda rows: f.envelope(rows[0], f.MSG_RESPONSE, f"Vehicle Type: {vehicletype}"),
+        return await vpic(request, format, "make_vehicle_types", make_types(None, None, vehicletype),
+                          lambda rows: f.envelope(rows, f.MSG_RESPONSE, f"Vehicle Type: {vehicletype}"),
                           "MakesForVehicleType")
 
     @app.get(PREFIX + "/GetVehicleTypesForMake/{makename}", tags=tags, summary="Vehicle types of makes by name")
     async def types_for_make(request: Request, makename: Name, format: Fmt = None) -> Response:
-        return await vpic(request, format, [("make_vehicle_types", make_types(makename, None, None))],
-                          lambda rows: f.envelope(rows[0], f.MSG_RESPONSE, f"Make: {makename}"),
+        return await vpic(request, format, "make_vehicle_types", make_types(makename, None, None),
+                          lambda rows: f.envelope(rows, f.MSG_RESPONSE, f"Make: {makename}"),
                           "VehicleTypesForMake")
 
     @app.get(PREFIX + "/GetVehicleTypesForMakeId/{makeid}", tags=tags, summary="Vehicle types of a make id")
     async def types_for_make_id(request: Request, makeid: Id, format: Fmt = None) -> Response:
-        def build(rows: list[list[dict[str, Any]]]) -> dict[str, Any]:
-            res = [{"VehicleTypeId": r["VehicleTypeId"], "VehicleTypeName": r["VehicleTypeName"]} for r in rows[0]]
+        def build(rows: list[dict[str, Any]]) -> dict[str, Any]:
+            res = [{"VehicleTypeId": r["VehicleTypeId"], "VehicleTypeName": r["VehicleTypeName"]} for r in rows]
             return f.envelope(res, f.MSG_RESPONSE, f"Make ID: {makeid}")
-        return await vpic(request, format, [("make_vehicle_types", make_types(None, makeid, None))],
+        return await vpic(request, format, "make_vehicle_types", make_types(None, makeid, None),
                           build, "VehicleTypesForMakeIds")
 
     def models(request: Request, format: str | None, make: str | None, make_id: int | None, year: int | None,
                vt: str | None, criteria: str, message: str) -> Awaitable[Response]:
         params = make_types(make, make_id, vt) | {"year": year, "with_type": vt is not None}
 
-        def build(rows: list[list[dict[str, Any]]]) -> dict[str, Any]:
+        def build(rows: list[dict[str, Any]]) -> dict[str, Any]:
             drop = () if vt is not None else ("VehicleTypeId", "VehicleTypeName")
-            return f.envelope([{k: v for k, v in r.items() if k not in drop} for r in rows[0]], message, criteria)
-        return vpic(request, format, [("models", params)], build, "MakeModels")
+            return f.envelope([{k: v for k, v in r.items() if k not in drop} for r in rows], message, criteria)
+        return vpic(request, format, "models", params, build, "MakeModels")
 
     @app.get(PREFIX + "/GetModelsForMake/{makename}", tags=tags, summary="Models of makes by name")
     async def models_for_make(request: Request, makename: Name, format: Fmt = None) -> Response:
@@ -209,14 +209,14 @@ def add_nhtsa_routes(app: FastAPI, vpic: Vpic) -> None:
 
     @app.get(PREFIX + "/GetVehicleVariableList", tags=tags, summary="The decoded variables")
     async def variables(request: Request, format: Fmt = None) -> Response:
-        return await vpic(request, format, [("variables", {})],
-                          lambda rows: f.envelope(rows[0], f.MSG_RESULTS, None), "VehicleVariablesList")
+        return await vpic(request, format, "variables", {},
+                          lambda rows: f.envelope(rows, f.MSG_RESULTS, None), "VehicleVariablesList")
 
     @app.get(PREFIX + "/GetVehicleVariableValuesList/{variable}", tags=tags, summary="Values of a lookup variable")
     async def variable_values(request: Request, variable: Name, format: Fmt = None) -> Response:
         vid = int(variable) if variable.strip().isdigit() and int(variable) <= INT4 else None
-        return await vpic(request, format, [("variable_values", {"id": vid, "name": variable.strip()})],
-                          lambda rows: f.envelope(rows[0], f.MSG_RESULTS, f"Variable:{variable}"),
+        return await vpic(request, format, "variable_values", {"id": vid, "name": variable.strip()},
+                          lambda rows: f.envelope(rows, f.MSG_RESULTS, f"Variable:{variable}"),
                           "VehicleVariableValuesList")
 
     @app.get(PREFIX + "/GetAllManufacturers", tags=tags, summary="Manufacturers, 100 a page")
@@ -229,22 +229,22 @@ def add_nhtsa_routes(app: FastAPI, vpic: Vpic) -> None:
         params = {"mfr_id": -1 if manufacturertype else None, "mfr_like": None, "limit": 100,
                   "offset": (page - 1) * 100}
 
-        def build(rows: list[list[dict[str, Any]]]) -> dict[str, Any]:
+        def build(rows: list[dict[str, Any]]) -> dict[str, Any]:
             res = [{"Country": None, "Mfr_CommonName": None, "Mfr_ID": r["manufacturer_id"],
-                    "Mfr_Name": r["manufacturer_name"], "VehicleTypes": []} for r in rows[0]]
+                    "Mfr_Name": r["manufacturer_name"], "VehicleTypes": []} for r in rows]
             return f.envelope(res, f.MSG_RESPONSE, None)
-        return await vpic(request, format, [("manufacturers", params)], build, "Manufacturers")
+        return await vpic(request, format, "manufacturers", params, build, "Manufacturers")
 
     @app.get(PREFIX + "/GetManufacturerDetails/{manufacturer}", tags=tags, summary="Details of manufacturers")
     async def manufacturer_details(request: Request, manufacturer: Name, format: Fmt = None) -> Response:
         mfr_id, mfr_like = id_or_like(manufacturer)
         params = {"mfr_id": mfr_id, "mfr_like": mfr_like, "limit": 1000, "offset": 0}
 
-        def build(rows: list[list[dict[str, Any]]]) -> dict[str, Any]:
+        def build(rows: list[dict[str, Any]]) -> dict[str, Any]:
             res = [dict(DETAIL_TEMPLATE, Mfr_ID=r["manufacturer_id"], Mfr_Name=r["manufacturer_name"],
-                        EquipmentItems=[], ManufacturerTypes=[], VehicleTypes=[]) for r in rows[0]]
+                        EquipmentItems=[], ManufacturerTypes=[], VehicleTypes=[]) for r in rows]
             return f.envelope(res, f.MSG_RESPONSE, None)
-        return await vpic(request, format, [("manufacturers", params)], build, "ManufacturerDetails")
+        return await vpic(request, format, "manufacturers", params, build, "ManufacturerDetails")
 
 
 # NHTSA's GetManufacturerDetails keys, in its order; the catalog holds only Mfr_ID and Mfr_Name.

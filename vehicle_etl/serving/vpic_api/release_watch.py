@@ -22,7 +22,7 @@ import logging
 import psycopg
 
 from vehicle_etl.serving.vpic_api.answer_cache import AnswerCache
-from vehicle_etl.serving.vpic_api.catalog import live_version, query
+from vehicle_etl.serving.vpic_api.catalog import as_reader, live_version, query
 
 log = logging.getLogger(__name__)
 
@@ -52,6 +52,7 @@ class ReleaseWatch:
                 conn = await psycopg.AsyncConnection.connect(
                     self.conninfo, autocommit=True, application_name="vpic-api-release-watch")
                 try:
+                    await as_reader(conn)
                     await conn.execute(query("listen_release"))
                     await self._refresh(conn)
                     log.info("release watch: listening; live release %s",
