@@ -385,7 +385,12 @@ def _wmi_codes(existing: set[str]) -> Iterator[str]:
 
 
 def grow(conn: sqlite3.Connection, target_patterns: int, limit: int | None) -> dict[str, int]:
-    """Clone WMIs with their schemas and patterns until Pattern holds `target_patterns` rows."""
+    """Clone WMIs with their schemas and patterns until Pattern holds `target_patterns` rows.
+
+    The clone plan (which WMI, schema and link is copied in which round, under which new id and
+    code) is worked out in Python from per-schema pattern counts; the rows are then copied in one
+    INSERT ... SELECT per table, joined to that plan (a temp table), so the cost is linear in the
+    rows copied (row by row INSERT ... SELECT with a scan per link was quadratic)."""
     added = {"Wmi": 0, "VinSchema": 0, "Wmi_VinSchema": 0, "Wmi_Make": 0, "Pattern": 0}
     current = count(conn, "Pattern")
     if current >= target_patterns:
@@ -399,51 +404,71 @@ def grow(conn: sqlite3.Connection, target_patterns: int, limit: int | None) -> d
     span_w = max_id(conn, "Wmi") + 1
     span_l = max_id(conn, "Wmi_VinSchema") + 1
     codes = _wmi_codes({r[0] for r in conn.execute("SELECT Wmi FROM Wmi")})
-    wmi_cols = [r[1] for r in conn.execute("PRAGMA table_info(Wmi)")]
-    schema_cols = [r[1] for r in conn.execute("PRAGMA table_info(VinSchema)")]
-    link_cols = [r[1] for r in conn.execute("PRAGMA table_info(Wmi_VinSchema)")]
-    pattern_cols = [r[1] for r in conn.execute("PRAGMA table_info(Pattern)")]
-    rnd = 0
-    while current < target_patterns:
+    per_schema = dict(conn.execute("SELECT VinSchemaId, count(*) FROM Pattern GROUP BY VinSchemaId").fetchall())
+    links: dict[int, list[tuple[int, int]]] = {}
+    for wid, lid, sid in conn.execute("SELECT WmiId, Id, VinSchemaId FROM Wmi_VinSchema ORDER BY WmiId, Id"):
+        links.setdefault(wid, []).append((lid, sid))
+    # The plan, in the order the rows are written: (new id, old id, ...) per table.
+    plan_w: list[tuple[int, int, str]] = []
+    plan_s: list[tuple[int, int, int]] = []  # new schema id, old schema id, pattern id offset
+    plan_l: list[tuple[int, int, int, int]] = []  # new link id, old link id, new WMI id, new schema id
+    rnd, done = 0, False
+    while not done and current < target_patterns:
         rnd += 1
+        before = current
         cloned: set[int] = set()
         for wid in wmis:
             if current >= target_patterns or (limit is not None and added["Pattern"] >= limit):
-                return added
-            code = next(codes)
+                done = True
+                break
             new_w = wid + rnd * span_w
-            sel = ", ".join("?" if c == "Id" else ("?" if c == "Wmi" else _q(c)) for c in wmi_cols)
-            args = [new_w if c == "Id" else code for c in wmi_cols if c in ("Id", "Wmi")]
-            conn.execute(f"INSERT INTO Wmi ({', '.join(map(_q, wmi_cols))}) SELECT {sel} FROM Wmi WHERE Id = ?",
-                         (*args, wid))
-            added["Wmi"] += 1
-            added["Wmi_Make"] += conn.execute(
-                "INSERT INTO Wmi_Make (WmiId, MakeId) SELECT ?, MakeId FROM Wmi_Make WHERE WmiId = ?",
-                (new_w, wid)).rowcount
-            links = conn.execute("SELECT Id, VinSchemaId FROM Wmi_VinSchema WHERE WmiId = ? ORDER BY Id",
-                                 (wid,)).fetchall()
-            for lid, sid in links:
+            plan_w.append((new_w, wid, next(codes)))
+            for lid, sid in links.get(wid, ()):
                 if sid < span_s and sid not in cloned:  # a schema shared by several WMIs: cloned once per round
                     cloned.add(sid)
-                    new_s = sid + rnd * span_s
-                    sel_s = ", ".join("?" if c == "Id" else _q(c) for c in schema_cols)
-                    conn.execute(f"INSERT INTO VinSchema ({', '.join(map(_q, schema_cols))}) "
-                                 f"SELECT {sel_s} FROM VinSchema WHERE Id = ?", (new_s, sid))
-                    added["VinSchema"] += 1
-                    sel_p = ", ".join(
-                        "Id + ?" if c == "Id" else ("?" if c == "VinSchemaId" else _q(c)) for c in pattern_cols)
-                    params = [rnd * span_p if c == "Id" else new_s for c in pattern_cols if c in ("Id", "VinSchemaId")]
-                    n = conn.execute(f"INSERT INTO Pattern ({', '.join(map(_q, pattern_cols))}) "
-                                     f"SELECT {sel_p} FROM Pattern WHERE VinSchemaId = ? AND Id < ?",
-                                     (*params, sid, span_p)).rowcount
+                    plan_s.append((sid + rnd * span_s, sid, rnd * span_p))
+                    n = per_schema.get(sid, 0)
                     added["Pattern"] += n
                     current += n
-                sel_l = ", ".join("?" if c in ("Id", "WmiId", "VinSchemaId") else _q(c) for c in link_cols)
-                largs = [{"Id": lid + rnd * span_l, "WmiId": new_w, "VinSchemaId": sid + rnd * span_s}[c]
-                         for c in link_cols if c in ("Id", "WmiId", "VinSchemaId")]
-                conn.execute(f"INSERT INTO Wmi_VinSchema ({', '.join(map(_q, link_cols))}) "
-                             f"SELECT {sel_l} FROM Wmi_VinSchema WHERE Id = ?", (*largs, lid))
-                added["Wmi_VinSchema"] += 1
+                plan_l.append((lid + rnd * span_l, lid, new_w, sid + rnd * span_s))
+        if current == before:  # no schema has patterns: cloning cannot reach the target
+            break
+    added["Wmi"], added["VinSchema"], added["Wmi_VinSchema"] = len(plan_w), len(plan_s), len(plan_l)
+    conn.execute("CREATE TEMP TABLE grow_w (seq INTEGER PRIMARY KEY, new_id INTEGER, old_id INTEGER, code TEXT)")
+    conn.execute("CREATE TEMP TABLE grow_s (seq INTEGER PRIMARY KEY, new_id INTEGER, old_id INTEGER, id_offset INTEGER)")
+    conn.execute("CREATE TEMP TABLE grow_l (seq INTEGER PRIMARY KEY, new_id INTEGER, old_id INTEGER, "
+                 "new_wmi INTEGER, new_schema INTEGER)")
+    conn.executemany("INSERT INTO grow_w (new_id, old_id, code) VALUES (?, ?, ?)", plan_w)
+    conn.executemany("INSERT INTO grow_s (new_id, old_id, id_offset) VALUES (?, ?, ?)", plan_s)
+    conn.executemany("INSERT INTO grow_l (new_id, old_id, new_wmi, new_schema) VALUES (?, ?, ?, ?)", plan_l)
+    # Lookups by id for the joins (the source declares no keys); dropped again below.
+    for name, ddl in (("grow_wmi_id", "Wmi (Id)"), ("grow_schema_id", "VinSchema (Id)"),
+                      ("grow_link_id", "Wmi_VinSchema (Id)")):
+        conn.execute(f"CREATE INDEX {name} ON {ddl}")
+
+    def cols(table: str) -> list[str]:
+        return [r[1] for r in conn.execute(f"PRAGMA table_info({_q(table)})")]
+
+    def copy(table: str, plan: str, alias: str, subst: dict[str, str], join: str, order: str) -> int:
+        names = cols(table)
+        sel = ", ".join(subst.get(c, f"{alias}.{_q(c)}") for c in names)
+        return conn.execute(f"INSERT INTO {_q(table)} ({', '.join(map(_q, names))}) SELECT {sel} "
+                            f"FROM {plan} g JOIN {_q(table)} {alias} ON {join} ORDER BY {order}").rowcount
+
+    copy("Wmi", "temp.grow_w", "w", {"Id": "g.new_id", "Wmi": "g.code"}, "w.Id = g.old_id", "g.seq")
+    added["Wmi_Make"] = conn.execute(
+        "INSERT INTO Wmi_Make (WmiId, MakeId) SELECT g.new_id, m.MakeId FROM temp.grow_w g "
+        "JOIN Wmi_Make m ON m.WmiId = g.old_id ORDER BY g.seq, m.rowid").rowcount
+    copy("VinSchema", "temp.grow_s", "s", {"Id": "g.new_id"}, "s.Id = g.old_id", "g.seq")
+    # Pattern rows of a schema in (ElementId, rowid) order, as the per-schema copy wrote them.
+    added["Pattern"] = copy("Pattern", "temp.grow_s", "p", {"Id": "p.Id + g.id_offset", "VinSchemaId": "g.new_id"},
+                            f"p.VinSchemaId = g.old_id AND p.Id < {span_p}", "g.seq, p.ElementId, p.rowid")
+    copy("Wmi_VinSchema", "temp.grow_l", "l", {"Id": "g.new_id", "WmiId": "g.new_wmi", "VinSchemaId": "g.new_schema"},
+         "l.Id = g.old_id", "g.seq")
+    for name in ("grow_wmi_id", "grow_schema_id", "grow_link_id"):
+        conn.execute(f"DROP INDEX {name}")
+    for name in ("grow_w", "grow_s", "grow_l"):
+        conn.execute(f"DROP TABLE temp.{name}")
     return added
 
 
