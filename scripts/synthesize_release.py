@@ -435,7 +435,8 @@ def grow(conn: sqlite3.Connection, target_patterns: int, limit: int | None) -> d
             break
     added["Wmi"], added["VinSchema"], added["Wmi_VinSchema"] = len(plan_w), len(plan_s), len(plan_l)
     conn.execute("CREATE TEMP TABLE grow_w (seq INTEGER PRIMARY KEY, new_id INTEGER, old_id INTEGER, code TEXT)")
-    conn.execute("CREATE TEMP TABLE grow_s (seq INTEGER PRIMARY KEY, new_id INTEGER, old_id INTEGER, id_offset INTEGER)")
+    conn.execute("CREATE TEMP TABLE grow_s (seq INTEGER PRIMARY KEY, new_id INTEGER, old_id INTEGER, "
+                 "id_offset INTEGER)")
     conn.execute("CREATE TEMP TABLE grow_l (seq INTEGER PRIMARY KEY, new_id INTEGER, old_id INTEGER, "
                  "new_wmi INTEGER, new_schema INTEGER)")
     conn.executemany("INSERT INTO grow_w (new_id, old_id, code) VALUES (?, ?, ?)", plan_w)
