@@ -98,6 +98,52 @@ def test_pruned_elements_get_patterns_and_the_scale_is_reached(small: sqlite3.Co
                          (synth.SYNTHETIC_STAMP,)).fetchone()[0] == 0
 
 
+def _or_masks(rows: list[tuple[int, str]]) -> dict[int, list[int]]:
+    out: dict[int, list[int]] = {}
+    for sid, keys in rows:
+        acc = out.setdefault(sid, [0] * 14)
+        for i, m in enumerate(synth.key_masks(keys)[:14]):
+            acc[i] |= m
+    return out
+
+
+def test_positions_the_kept_keys_leave_open_are_pinned(small: sqlite3.Connection) -> None:
+    """Each of positions 4-8 and 11 that a schema's real Model keys leave open gets synthetic keys
+    pinning that position alone (NHTSA's shape for engine, restraint and plant elements), on exactly
+    the characters the schema's real keys admit there (those of the WMI's other schemas when its own
+    admit none), for one of the positional elements: so a VIN the schema admits has it covered."""
+    real = _or_masks(small.execute("SELECT VinSchemaId, upper(Keys) FROM real.Pattern").fetchall())
+    model: dict[int, list[tuple[int, ...]]] = {}
+    for sid, keys in small.execute("SELECT DISTINCT VinSchemaId, upper(Keys) FROM real.Pattern WHERE ElementId = 28"):
+        model.setdefault(sid, []).append(synth.key_masks(keys))
+    positional = set(synth.PLANT_ELEMENTS).union(*synth.POSITION_GROUPS.values())
+    marks = ",".join("?" * len(positional))
+    pinned: dict[tuple[int, int], int] = {}  # (schema, position) -> characters pinned there alone
+    for sid, keys in small.execute(f"SELECT VinSchemaId, Keys FROM main.Pattern WHERE CreatedOn = ? "
+                                   f"AND ElementId IN ({marks})", (synth.SYNTHETIC_STAMP, *positional)):
+        toks = synth.key_tokens(keys)
+        at = [i for i, t in enumerate(toks) if t]
+        assert len(at) == 1, keys  # one position pinned, the rest '*'
+        pos = at[0] + 4
+        assert pos in synth.OPEN_POSITIONS, keys
+        pinned[(sid, pos)] = pinned.get((sid, pos), 0) | synth.key_masks(keys)[at[0]]
+    siblings = _or_masks(small.execute(
+        "SELECT a.VinSchemaId, upper(p.Keys) FROM real.Wmi_VinSchema a JOIN real.Wmi_VinSchema b ON b.WmiId = a.WmiId "
+        "JOIN real.Pattern p ON p.VinSchemaId = b.VinSchemaId").fetchall())
+    checked = 0
+    for sid, masks in real.items():
+        for pos in synth.OPEN_POSITIONS:
+            if model.get(sid) and all(len(m) > pos - 4 and m[pos - 4] for m in model[sid]):
+                assert (sid, pos) not in pinned  # the Model keys pin it already
+                continue
+            if not model.get(sid):
+                continue
+            want = masks[pos - 4] or siblings.get(sid, [0] * 14)[pos - 4]
+            assert pinned.get((sid, pos), 0) == want, (sid, pos)
+            checked += want != 0
+    assert checked > 1000
+
+
 def test_valid_chars_come_from_the_linked_schemas_keys(small: sqlite3.Connection) -> None:
     """Each cache row: a character that some key of a schema linked to the WMI for that year admits
     at that position (checked here with SQLite's GLOB, not the script's own parser)."""
