@@ -97,6 +97,8 @@ def error_codes(dsn: str, vins: list[str], batch: int) -> str:
             for (res,) in conn.execute("SELECT result FROM vehicles.decode_vins(%s)", (vins[i:i + batch],)):
                 codes = res["ErrorCode"].split(",")
                 per.update(codes)
+                if codes == ["0"]:
+                    per["0 alone"] += 1
                 if "14" in codes:  # code 14 where a model was decoded vs where none was (no model key matched)
                     per["14 (model decoded)" if res.get("Model") else "14 (no model)"] += 1
     return ", ".join(f"{k}: {v / len(vins):.1%}" for k, v in sorted(per.items(), key=lambda kv: -kv[1]))
