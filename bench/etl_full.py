@@ -42,8 +42,10 @@ with psycopg.connect(dsn, autocommit=True) as pg:
     # vPIC's raw 0/1/NULL flags, as they come (the pipeline coalesces them to booleans)
     for t, c in (("vin_schema", "tobe_qced"), ("element", "is_private")):
         pg.execute(f"ALTER TABLE {t} ALTER {c} DROP DEFAULT, ALTER {c} TYPE int USING 0, ALTER {c} DROP NOT NULL")
-    jobs = [(t.source, t.target, t.source_columns, t.target_columns) for t in TABLES]
     have = {r[0].lower() for r in src.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+    # the complete release's optional tables only where the source has them (a pruned snapshot lacks them)
+    jobs = [(t.source, t.target, t.source_columns, t.target_columns) for t in TABLES
+            if t.required or t.source.lower() in have]
     for (lt,) in src.execute("SELECT DISTINCT LookupTable FROM Element WHERE LookupTable IS NOT NULL").fetchall():
         if lt not in LOOKUPS_WITH_OWN_TABLE and lt.lower() in have:
             jobs.append((lt, "lookup", ["'" + lt + "'", "Id", "Name"], ["lookup_table", "lookup_id", "lookup_name"]))

@@ -12,9 +12,13 @@ unchanged, and adds, deterministically (same input, scale and seed: the same row
 
 1. the lookup tables `Element.LookupTable` names that the copy lacks (`Id, Name`; `vNCSAModel` also
    `MakeId, OriginalId`), a few values each;
-2. patterns for the pruned elements (those whose `Decode` names `Pattern`), on the keys each schema
-   already uses (NHTSA's schemas give many elements the same key), about 1.09 new rows per real row
-   (NHTSA's ~1.67M patterns over the snapshot's ~0.8M);
+2. patterns for the pruned elements (those whose `Decode` names `Pattern`), about 1.09 new rows per
+   real row (NHTSA's ~1.67M patterns over the snapshot's ~0.8M), keyed as NHTSA keys them: the
+   engine, restraint and drivetrain elements on keys of their own that pin the positions 4-8 the
+   schema's Model keys leave open, on the characters the schema's keys admit there (Plant Company
+   Name at position 11, on the kept plant elements' keys); the other elements (equipment, notes,
+   NCSA codes, ...) on the keys each schema already uses (NHTSA's schemas give many elements the
+   same key), half of them on a variant of that key;
 3. growth to the scale: `--scale 1` is NHTSA's size (~1.67M patterns); below it nothing real is
    dropped, above the real rows it clones WMIs with their schemas and patterns (new ids, new
    3-character WMI codes, schemas shared by several WMIs stay shared), so the tables grow together;
@@ -28,8 +32,10 @@ Every generated row carries `CreatedOn = SYNTHETIC_STAMP` where the table has th
 be told from the real ones. Where the columns came from, and what each table means to the decoder:
 docs/DECODER.md ("The complete release"). `--rows N` caps every generated table at N rows (CI).
 
-Memory stays bounded: clones are INSERT ... SELECT inside SQLite, generated rows are written in
-batches, and the per-schema character masks are small integers.
+Memory stays bounded: clones are INSERT ... SELECT inside SQLite (one per table, joined to a plan
+table), generated rows are written in batches, and the per-schema character masks are small
+integers. Past ~3.5 clones of NHTSA's WMIs the unused 3-character codes run out and the clones get
+6-character WMIs (NHTSA's form for small manufacturers).
 """
 
 from __future__ import annotations
@@ -327,8 +333,60 @@ def _variant(rng: random.Random, keys: str) -> str:
     return "".join(toks)
 
 
+# The pruned elements NHTSA keys on a VIN position of their own rather than on the model's key
+# (49 CFR 565.15: the VDS, positions 4-8, codes line, series, body, engine and restraint system;
+# position 11 the plant), by that position's role. The other pruned elements (equipment, notes,
+# NCSA codes, ...) go on the keys the schema already uses.
+PLANT_ELEMENTS = (76,)  # Plant Company Name, beside the kept Plant City/Country/State
+POSITION_GROUPS: dict[str, tuple[int, ...]] = {
+    "restraint": (55, 56, 65, 69, 78, 79, 107),  # air bag locations, pretensioner, seat belts
+    "engine": (17, 21, 62, 67, 71, 72, 122, 125),  # stroke cycles, kW, valve train, fuel delivery, hp, cooling
+    "drivetrain": (3, 4, 33, 37, 40, 41, 60, 61, 63, 145),  # bed, cab, seats, transmission, axles, ...
+}
+OPEN_POSITIONS = (4, 5, 6, 7, 8, 11)
+
+
+def _pins(masks: tuple[int, ...], pos: int) -> int:
+    """The characters (bitmask) a key, or a schema, admits at VIN position 4-8 or 11 (0: not pinned)."""
+    i = pos - 4  # key index: 0-4 are positions 4-8, 5 is '|', 6-13 are positions 10-17
+    return masks[i] if i < len(masks) else 0
+
+
+def _class_key(pos: int, chars: str) -> str:
+    """A key pinning `pos` only, on `chars` (a class when several), NHTSA's shape: '**[14AD]' for
+    position 6, '*****|*F' for the plant."""
+    tok = chars if len(chars) == 1 else "[" + chars + "]"
+    return ("*" * (pos - 4) + tok) if pos <= 8 else "*****|*" + tok
+
+
+def _chunks(rng: random.Random, chars: str, pos: int) -> list[str]:
+    """The characters a position admits, as the keys that pin it: one per plant code at 11, else up
+    to three classes (NHTSA's restraint and engine keys group the codes that share a value)."""
+    if pos == 11:
+        return list(chars)
+    n = min(len(chars), 1 + rng.randrange(3))
+    cuts = sorted(rng.sample(range(1, len(chars)), n - 1)) if n > 1 else []
+    return [chars[a:b] for a, b in zip([0, *cuts], [*cuts, len(chars)], strict=True)]
+
+
+def _mask_chars(mask: int) -> str:
+    return "".join(AN36[b] for b in range(36) if mask >> b & 1)
+
+
 def fill_pruned_elements(conn: sqlite3.Connection, rng_seed: int, limit: int | None) -> int:
-    """Patterns for the elements the pruning dropped, on the keys each schema already uses."""
+    """Patterns for the elements the pruning dropped (about FILL_RATIO new rows per real row).
+
+    Per model schema (one with Model keys), first the positions its kept keys leave open: each of
+    positions 4-8 and 11 that not every Model key of the schema pins gets keys pinning it alone, on
+    the characters the schema's real keys admit there (when none do, those the real keys of the
+    model schemas of the same WMIs admit there; when none of these either, it stays open), split
+    into up to three classes (one key per plant code at 11), for one or two elements of a role
+    (restraint, engine or drivetrain at 4-8, a role per position; Plant Company Name at 11). So a
+    VIN whose characters the schema admits has those positions pinned by a winning key, as in
+    NHTSA's release; the keys come from the release itself, never from a test's VINs. Plant
+    Company Name also goes on every key of the kept plant elements (NHTSA gives the four the same
+    keys). Then the rest of the schema's share: the other pruned elements on the keys the schema
+    uses, half of them on a variant of a key (see _variant)."""
     have = {r[0] for r in conn.execute("SELECT DISTINCT ElementId FROM Pattern")}
     elements = [r for r in conn.execute(
         "SELECT Id, Name, LookupTable, DataType, MinAllowedValue, MaxAllowedValue FROM Element "
@@ -336,12 +394,32 @@ def fill_pruned_elements(conn: sqlite3.Connection, rng_seed: int, limit: int | N
         if r[0] not in have and r[0] not in NEVER_FROM_PATTERNS]
     if not elements:
         return 0
+    by_id = {e[0]: e for e in elements}
+    plant = [by_id[i] for i in PLANT_ELEMENTS if i in by_id]
+    groups = {g: [by_id[i] for i in ids if i in by_id] for g, ids in POSITION_GROUPS.items()}
+    groups = {g: es for g, es in groups.items() if es}
+    positional = {e[0] for es in (plant, *groups.values()) for e in es}
+    keyed = [e for e in elements if e[0] not in positional] or elements
     present = tables_of(conn)
     lookup_ids: dict[str, list[int]] = {}
     for e in elements:
         lk = (e[2] or "").strip().lower()
         if lk and lk in present and lk not in lookup_ids:
             lookup_ids[lk] = [r[0] for r in conn.execute(f"SELECT Id FROM {_q(present[lk])} ORDER BY Id")]
+    masks = schema_masks(conn)  # the real keys only: this is the first step that adds patterns
+    model_keys: dict[int, list[tuple[int, ...]]] = {}
+    for sid, keys in conn.execute("SELECT DISTINCT VinSchemaId, upper(Keys) FROM Pattern WHERE ElementId = 28 "
+                                  "ORDER BY VinSchemaId, 2"):
+        model_keys.setdefault(sid, []).append(key_masks(keys))
+    plant_keys: dict[int, list[str]] = {}
+    for sid, keys in conn.execute("SELECT DISTINCT VinSchemaId, Keys FROM Pattern WHERE ElementId IN (31, 75, 77) "
+                                  "ORDER BY VinSchemaId, Keys"):
+        plant_keys.setdefault(sid, []).append(keys)
+    wmis_of: dict[int, set[int]] = {}
+    schemas_of: dict[int, set[int]] = {}
+    for wid, sid in conn.execute("SELECT WmiId, VinSchemaId FROM Wmi_VinSchema"):
+        wmis_of.setdefault(sid, set()).add(wid)
+        schemas_of.setdefault(wid, set()).add(sid)
     writer = Writer(conn, "Pattern", ("Id", "VinSchemaId", "Keys", "ElementId", "AttributeId", "CreatedOn"), limit)
     next_id = max_id(conn, "Pattern") + 1
     schema_ids = [r[0] for r in conn.execute("SELECT Id FROM VinSchema ORDER BY Id")]
@@ -354,17 +432,61 @@ def fill_pruned_elements(conn: sqlite3.Connection, rng_seed: int, limit: int | N
         n_real = int(conn.execute("SELECT count(*) FROM Pattern WHERE VinSchemaId = ?", (sid,)).fetchone()[0])
         rng = random.Random(rng_seed * 1_000_003 + sid)
         want = round(n_real * FILL_RATIO)
-        # An element per slot, each on a key of the schema; (schema, keys, element) stays unique.
-        # The busiest keys first: NHTSA gives the key that names the model most of its elements.
         used: set[tuple[str, int]] = set()
-        for i in range(want):
-            e = elements[rng.randrange(len(elements))]
+        picked: list[tuple[str, tuple[Any, ...]]] = []  # (keys, element), unique per schema
+
+        # 1. The positions the kept keys leave open, pinned by the positional elements' own keys.
+        # Only model schemas (those with Model keys) get them; a schema without (a plant schema,
+        # say) keeps its own keys' coverage. Plant Company Name goes on every key that carries the
+        # kept plant elements, as NHTSA gives the four plant elements the same keys.
+        for k in plant_keys.get(sid, ()):
+            for e in plant:
+                if (k, e[0]) not in used:
+                    used.add((k, e[0]))
+                    picked.append((k, e))
+        base = model_keys.get(sid, [])
+        own = masks.get(sid, ())
+        roles = list(groups)
+        rng.shuffle(roles)
+        n_pos = 0
+        for pos in OPEN_POSITIONS if base else ():
+            if all(_pins(m, pos) for m in base) or (pos == 11 and plant_keys.get(sid)):
+                continue
+            mask = _pins(own, pos)
+            if not mask:  # the model schemas of the same WMIs (other years and lines)
+                for wid in sorted(wmis_of.get(sid, ())):
+                    for other in sorted(schemas_of.get(wid, ())):
+                        if other in model_keys:
+                            mask |= _pins(masks.get(other, ()), pos)
+            if not mask:
+                continue
+            if pos == 11:
+                group = plant
+            elif roles:
+                group = groups[roles[n_pos % len(roles)]]
+                n_pos += 1
+            else:
+                group = []
+            if not group:
+                continue
+            chosen = group if pos == 11 else rng.sample(group, k=min(len(group), 1 + rng.randrange(2)))
+            for chunk in _chunks(rng, _mask_chars(mask), pos):
+                for e in chosen:
+                    if (_class_key(pos, chunk), e[0]) not in used:
+                        used.add((_class_key(pos, chunk), e[0]))
+                        picked.append((_class_key(pos, chunk), e))
+        want -= len(picked)
+        # 2. The rest of the schema's share: the other pruned elements on the schema's keys. The
+        # busiest keys first: NHTSA gives the key that names the model most of its elements.
+        for i in range(max(0, want)):
+            e = keyed[rng.randrange(len(keyed))]
             k = keys[min(len(keys) - 1, int(rng.paretovariate(1.2)) - 1)] if i % 3 else keys[i % len(keys)]
             if rng.random() < VARIANT_SHARE:
                 k = _variant(rng, k)
-            if (k, e[0]) in used:
-                continue
-            used.add((k, e[0]))
+            if (k, e[0]) not in used:
+                used.add((k, e[0]))
+                picked.append((k, e))
+        for k, e in picked:
             if not writer.add((next_id, sid, k, e[0], _attribute(rng, e, lookup_ids), SYNTHETIC_STAMP)):
                 break
             next_id += 1
@@ -375,17 +497,30 @@ def fill_pruned_elements(conn: sqlite3.Connection, rng_seed: int, limit: int | N
 
 
 def _wmi_codes(existing: set[str]) -> Iterator[str]:
-    """Unused 3-character WMI codes in a fixed order (never '9' third: that is the 6-character form)."""
+    """Unused WMI codes in a fixed order: 3-character ones first (never '9' third: that is the
+    6-character form), then, once those run out (past ~3.5 clones of NHTSA's WMIs), 6-character
+    ones as NHTSA gives small manufacturers (3rd character '9', three more read from positions 12-14)."""
     for a in "9876543210ZYXWVUTSRPNMLKJHGFEDCBA":
         for b in VIN_CHARS[::-1]:
             for c in VIN_CHARS[::-1]:
                 code = a + b + c
                 if c != "9" and code not in existing:
                     yield code
+    for a in "9876543210ZYXWVUTSRPNMLKJHGFEDCBA":
+        for b in VIN_CHARS[::-1]:
+            for n in range(1000):
+                code = f"{a}{b}9{n:03d}"
+                if code not in existing:
+                    yield code
 
 
 def grow(conn: sqlite3.Connection, target_patterns: int, limit: int | None) -> dict[str, int]:
-    """Clone WMIs with their schemas and patterns until Pattern holds `target_patterns` rows."""
+    """Clone WMIs with their schemas and patterns until Pattern holds `target_patterns` rows.
+
+    The clone plan (which WMI, schema and link is copied in which round, under which new id and
+    code) is worked out in Python from per-schema pattern counts; the rows are then copied in one
+    INSERT ... SELECT per table, joined to that plan (a temp table), so the cost is linear in the
+    rows copied (row by row INSERT ... SELECT with a scan per link was quadratic)."""
     added = {"Wmi": 0, "VinSchema": 0, "Wmi_VinSchema": 0, "Wmi_Make": 0, "Pattern": 0}
     current = count(conn, "Pattern")
     if current >= target_patterns:
@@ -399,51 +534,72 @@ def grow(conn: sqlite3.Connection, target_patterns: int, limit: int | None) -> d
     span_w = max_id(conn, "Wmi") + 1
     span_l = max_id(conn, "Wmi_VinSchema") + 1
     codes = _wmi_codes({r[0] for r in conn.execute("SELECT Wmi FROM Wmi")})
-    wmi_cols = [r[1] for r in conn.execute("PRAGMA table_info(Wmi)")]
-    schema_cols = [r[1] for r in conn.execute("PRAGMA table_info(VinSchema)")]
-    link_cols = [r[1] for r in conn.execute("PRAGMA table_info(Wmi_VinSchema)")]
-    pattern_cols = [r[1] for r in conn.execute("PRAGMA table_info(Pattern)")]
-    rnd = 0
-    while current < target_patterns:
+    per_schema = dict(conn.execute("SELECT VinSchemaId, count(*) FROM Pattern GROUP BY VinSchemaId").fetchall())
+    links: dict[int, list[tuple[int, int]]] = {}
+    for wid, lid, sid in conn.execute("SELECT WmiId, Id, VinSchemaId FROM Wmi_VinSchema ORDER BY WmiId, Id"):
+        links.setdefault(wid, []).append((lid, sid))
+    # The plan, in the order the rows are written: (new id, old id, ...) per table.
+    plan_w: list[tuple[int, int, str]] = []
+    plan_s: list[tuple[int, int, int]] = []  # new schema id, old schema id, pattern id offset
+    plan_l: list[tuple[int, int, int, int]] = []  # new link id, old link id, new WMI id, new schema id
+    rnd, done = 0, False
+    while not done and current < target_patterns:
         rnd += 1
+        before = current
         cloned: set[int] = set()
         for wid in wmis:
             if current >= target_patterns or (limit is not None and added["Pattern"] >= limit):
-                return added
-            code = next(codes)
+                done = True
+                break
             new_w = wid + rnd * span_w
-            sel = ", ".join("?" if c == "Id" else ("?" if c == "Wmi" else _q(c)) for c in wmi_cols)
-            args = [new_w if c == "Id" else code for c in wmi_cols if c in ("Id", "Wmi")]
-            conn.execute(f"INSERT INTO Wmi ({', '.join(map(_q, wmi_cols))}) SELECT {sel} FROM Wmi WHERE Id = ?",
-                         (*args, wid))
-            added["Wmi"] += 1
-            added["Wmi_Make"] += conn.execute(
-                "INSERT INTO Wmi_Make (WmiId, MakeId) SELECT ?, MakeId FROM Wmi_Make WHERE WmiId = ?",
-                (new_w, wid)).rowcount
-            links = conn.execute("SELECT Id, VinSchemaId FROM Wmi_VinSchema WHERE WmiId = ? ORDER BY Id",
-                                 (wid,)).fetchall()
-            for lid, sid in links:
+            plan_w.append((new_w, wid, next(codes)))
+            for lid, sid in links.get(wid, ()):
                 if sid < span_s and sid not in cloned:  # a schema shared by several WMIs: cloned once per round
                     cloned.add(sid)
-                    new_s = sid + rnd * span_s
-                    sel_s = ", ".join("?" if c == "Id" else _q(c) for c in schema_cols)
-                    conn.execute(f"INSERT INTO VinSchema ({', '.join(map(_q, schema_cols))}) "
-                                 f"SELECT {sel_s} FROM VinSchema WHERE Id = ?", (new_s, sid))
-                    added["VinSchema"] += 1
-                    sel_p = ", ".join(
-                        "Id + ?" if c == "Id" else ("?" if c == "VinSchemaId" else _q(c)) for c in pattern_cols)
-                    params = [rnd * span_p if c == "Id" else new_s for c in pattern_cols if c in ("Id", "VinSchemaId")]
-                    n = conn.execute(f"INSERT INTO Pattern ({', '.join(map(_q, pattern_cols))}) "
-                                     f"SELECT {sel_p} FROM Pattern WHERE VinSchemaId = ? AND Id < ?",
-                                     (*params, sid, span_p)).rowcount
+                    plan_s.append((sid + rnd * span_s, sid, rnd * span_p))
+                    n = per_schema.get(sid, 0)
                     added["Pattern"] += n
                     current += n
-                sel_l = ", ".join("?" if c in ("Id", "WmiId", "VinSchemaId") else _q(c) for c in link_cols)
-                largs = [{"Id": lid + rnd * span_l, "WmiId": new_w, "VinSchemaId": sid + rnd * span_s}[c]
-                         for c in link_cols if c in ("Id", "WmiId", "VinSchemaId")]
-                conn.execute(f"INSERT INTO Wmi_VinSchema ({', '.join(map(_q, link_cols))}) "
-                             f"SELECT {sel_l} FROM Wmi_VinSchema WHERE Id = ?", (*largs, lid))
-                added["Wmi_VinSchema"] += 1
+                plan_l.append((lid + rnd * span_l, lid, new_w, sid + rnd * span_s))
+        if current == before:  # no schema has patterns: cloning cannot reach the target
+            break
+    added["Wmi"], added["VinSchema"], added["Wmi_VinSchema"] = len(plan_w), len(plan_s), len(plan_l)
+    conn.execute("CREATE TEMP TABLE grow_w (seq INTEGER PRIMARY KEY, new_id INTEGER, old_id INTEGER, code TEXT)")
+    conn.execute("CREATE TEMP TABLE grow_s (seq INTEGER PRIMARY KEY, new_id INTEGER, old_id INTEGER, "
+                 "id_offset INTEGER)")
+    conn.execute("CREATE TEMP TABLE grow_l (seq INTEGER PRIMARY KEY, new_id INTEGER, old_id INTEGER, "
+                 "new_wmi INTEGER, new_schema INTEGER)")
+    conn.executemany("INSERT INTO grow_w (new_id, old_id, code) VALUES (?, ?, ?)", plan_w)
+    conn.executemany("INSERT INTO grow_s (new_id, old_id, id_offset) VALUES (?, ?, ?)", plan_s)
+    conn.executemany("INSERT INTO grow_l (new_id, old_id, new_wmi, new_schema) VALUES (?, ?, ?, ?)", plan_l)
+    # Lookups by id for the joins (the source declares no keys); dropped again below.
+    for name, ddl in (("grow_wmi_id", "Wmi (Id)"), ("grow_schema_id", "VinSchema (Id)"),
+                      ("grow_link_id", "Wmi_VinSchema (Id)")):
+        conn.execute(f"CREATE INDEX {name} ON {ddl}")
+
+    def cols(table: str) -> list[str]:
+        return [r[1] for r in conn.execute(f"PRAGMA table_info({_q(table)})")]
+
+    def copy(table: str, plan: str, alias: str, subst: dict[str, str], join: str, order: str) -> int:
+        names = cols(table)
+        sel = ", ".join(subst.get(c, f"{alias}.{_q(c)}") for c in names)
+        return conn.execute(f"INSERT INTO {_q(table)} ({', '.join(map(_q, names))}) SELECT {sel} "
+                            f"FROM {plan} g JOIN {_q(table)} {alias} ON {join} ORDER BY {order}").rowcount
+
+    copy("Wmi", "temp.grow_w", "w", {"Id": "g.new_id", "Wmi": "g.code"}, "w.Id = g.old_id", "g.seq")
+    added["Wmi_Make"] = conn.execute(
+        "INSERT INTO Wmi_Make (WmiId, MakeId) SELECT g.new_id, m.MakeId FROM temp.grow_w g "
+        "JOIN Wmi_Make m ON m.WmiId = g.old_id ORDER BY g.seq, m.rowid").rowcount
+    copy("VinSchema", "temp.grow_s", "s", {"Id": "g.new_id"}, "s.Id = g.old_id", "g.seq")
+    # Pattern rows of a schema in (ElementId, rowid) order, as the per-schema copy wrote them.
+    added["Pattern"] = copy("Pattern", "temp.grow_s", "p", {"Id": "p.Id + g.id_offset", "VinSchemaId": "g.new_id"},
+                            f"p.VinSchemaId = g.old_id AND p.Id < {span_p}", "g.seq, p.ElementId, p.rowid")
+    copy("Wmi_VinSchema", "temp.grow_l", "l", {"Id": "g.new_id", "WmiId": "g.new_wmi", "VinSchemaId": "g.new_schema"},
+         "l.Id = g.old_id", "g.seq")
+    for name in ("grow_wmi_id", "grow_schema_id", "grow_link_id"):
+        conn.execute(f"DROP INDEX {name}")
+    for name in ("grow_w", "grow_s", "grow_l"):
+        conn.execute(f"DROP TABLE temp.{name}")
     return added
 
 

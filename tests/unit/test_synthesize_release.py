@@ -98,6 +98,67 @@ def test_pruned_elements_get_patterns_and_the_scale_is_reached(small: sqlite3.Co
                          (synth.SYNTHETIC_STAMP,)).fetchone()[0] == 0
 
 
+def _or_masks(rows: list[tuple[int, str]]) -> dict[int, list[int]]:
+    out: dict[int, list[int]] = {}
+    for sid, keys in rows:
+        acc = out.setdefault(sid, [0] * 14)
+        for i, m in enumerate(synth.key_masks(keys)[:14]):
+            acc[i] |= m
+    return out
+
+
+def test_positions_the_kept_keys_leave_open_are_pinned(small: sqlite3.Connection) -> None:
+    """Each of positions 4-8 and 11 that a model schema's real Model keys leave open gets synthetic
+    keys pinning that position alone (NHTSA's shape for engine, restraint and plant elements), on
+    exactly the characters the schema's real keys admit there (those of the model schemas of its
+    WMIs when its own admit none), for a positional element: so a VIN the schema admits has it
+    covered. Plant Company Name also sits on every real plant key (as NHTSA's four plant elements)."""
+    real = _or_masks(small.execute("SELECT VinSchemaId, upper(Keys) FROM real.Pattern").fetchall())
+    model: dict[int, list[tuple[int, ...]]] = {}
+    for sid, keys in small.execute("SELECT DISTINCT VinSchemaId, upper(Keys) FROM real.Pattern WHERE ElementId = 28"):
+        model.setdefault(sid, []).append(synth.key_masks(keys))
+    plant_keys: dict[int, set[str]] = {}
+    for sid, keys in small.execute("SELECT VinSchemaId, Keys FROM real.Pattern WHERE ElementId IN (31, 75, 77)"):
+        plant_keys.setdefault(sid, set()).add(keys)
+    positional = set(synth.PLANT_ELEMENTS).union(*synth.POSITION_GROUPS.values())
+    marks = ",".join("?" * len(positional))
+    pinned: dict[tuple[int, int], int] = {}  # (schema, position) -> characters pinned there alone
+    on_plant_keys: dict[int, set[str]] = {}
+    for sid, keys, eid in small.execute(f"SELECT VinSchemaId, Keys, ElementId FROM main.Pattern WHERE CreatedOn = ? "
+                                        f"AND ElementId IN ({marks})", (synth.SYNTHETIC_STAMP, *positional)):
+        if eid in synth.PLANT_ELEMENTS and keys in plant_keys.get(sid, ()):
+            on_plant_keys.setdefault(sid, set()).add(keys)
+            continue
+        toks = synth.key_tokens(keys)
+        at = [i for i, t in enumerate(toks) if t]
+        assert len(at) == 1, keys  # one position pinned, the rest '*'
+        pos = at[0] + 4
+        assert pos in synth.OPEN_POSITIONS, keys
+        pinned[(sid, pos)] = pinned.get((sid, pos), 0) | synth.key_masks(keys)[at[0]]
+    assert {s: k for s, k in plant_keys.items() if s in real} == on_plant_keys
+    by_wmi: dict[int, set[int]] = {}
+    for wid, sid in small.execute("SELECT WmiId, VinSchemaId FROM real.Wmi_VinSchema"):
+        by_wmi.setdefault(wid, set()).add(sid)
+    siblings: dict[int, list[int]] = {}  # per schema: what the model schemas of its WMIs admit
+    for group in by_wmi.values():
+        acc = [0] * 14
+        for other in group & model.keys():
+            acc = [a | m for a, m in zip(acc, real.get(other, [0] * 14), strict=True)]
+        for sid in group:
+            siblings[sid] = [a | m for a, m in zip(siblings.get(sid, [0] * 14), acc, strict=True)]
+    checked = 0
+    for sid, masks in real.items():
+        for pos in synth.OPEN_POSITIONS:
+            keys = model.get(sid)
+            if not keys or all(len(m) > pos - 4 and m[pos - 4] for m in keys) or (pos == 11 and sid in plant_keys):
+                assert (sid, pos) not in pinned, (sid, pos)  # pinned already, or not a model schema
+                continue
+            want = masks[pos - 4] or siblings.get(sid, [0] * 14)[pos - 4]
+            assert pinned.get((sid, pos), 0) == want, (sid, pos)
+            checked += want != 0
+    assert checked > 1000
+
+
 def test_valid_chars_come_from_the_linked_schemas_keys(small: sqlite3.Connection) -> None:
     """Each cache row: a character that some key of a schema linked to the WMI for that year admits
     at that position (checked here with SQLite's GLOB, not the script's own parser)."""
