@@ -289,11 +289,19 @@ def test_hostile_requests_get_a_clear_4xx(client: TestClient) -> None:
         (client.post("/api/vehicles/DecodeVINValuesBatch/", data={"data": ";".join([VIN] * 51)}), 400, "at most 50"),
         (client.post("/api/vehicles/DecodeVINValuesBatch/", data={"data": ""}), 400, "empty"),
         (client.post("/api/vehicles/DecodeVINValuesBatch/", data={"data": f"{VIN},19x5"}), 400, "not a year"),
+        (client.post("/api/vehicles/DecodeVINValuesBatch/", data={"data": f"{VIN},²"}), 400, "not a year"),
         (client.post("/api/vehicles/DecodeVINValuesBatch/", data={"data": "A" * 20_000}), 413, "larger than"),
     ]
     for r, status, words in cases:
         assert r.status_code == status, (r.request.url, r.status_code, r.text)
         assert words in r.json()["Message"], r.json()
+
+
+def test_a_unicode_digit_is_a_name_not_an_id(client: TestClient) -> None:
+    """'²' is a digit to str.isdigit() but not to int(): found by schemathesis as a 500."""
+    for path in ("GetMakesForVehicleType/²", "GetVehicleTypesForMake/²", "GetWMIsForManufacturer/²",
+                 "GetVehicleVariableValuesList/²", "GetManufacturerDetails/²"):
+        assert body(get(client, path, format="json"))["Count"] == 0, path
 
 
 def test_writes_are_impossible_through_the_service(client: TestClient) -> None:

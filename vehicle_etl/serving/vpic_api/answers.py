@@ -79,11 +79,16 @@ def like_pattern(text: str) -> str:
     return "%" + text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
 
 
+def is_number(text: str) -> bool:
+    """ASCII digits only: str.isdigit() also accepts characters such as '²' that int() refuses."""
+    return text.isascii() and text.isdigit()
+
+
 def id_or_like(text: str) -> tuple[int | None, str | None]:
     """NHTSA's rule for a manufacturer/make/vehicle-type argument: a number is an exact id, text a
     partial (LIKE) name."""
     t = text.strip()
-    if t.isdigit():
+    if is_number(t):
         n = int(t)
         return (n, None) if n <= INT4 else (-1, None)  # no such id: no results, as NHTSA
     return None, like_pattern(t)

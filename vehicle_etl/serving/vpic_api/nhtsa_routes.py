@@ -28,6 +28,7 @@ from vehicle_etl.serving.vpic_api.answers import (
     Vpic,
     Year,
     id_or_like,
+    is_number,
     like_pattern,
     text_param,
 )
@@ -214,7 +215,7 @@ def add_nhtsa_routes(app: FastAPI, vpic: Vpic) -> None:
 
     @app.get(PREFIX + "/GetVehicleVariableValuesList/{variable}", tags=tags, summary="Values of a lookup variable")
     async def variable_values(request: Request, variable: Name, format: Fmt = None) -> Response:
-        vid = int(variable) if variable.strip().isdigit() and int(variable) <= INT4 else None
+        vid = int(variable) if is_number(variable.strip()) and int(variable) <= INT4 else None
         return await vpic(request, format, "variable_values", {"id": vid, "name": variable.strip()},
                           lambda rows: f.envelope(rows, f.MSG_RESULTS, f"Variable:{variable}"),
                           "VehicleVariableValuesList")
@@ -267,7 +268,7 @@ def _batch_entries(data: str) -> list[tuple[str, int | None]]:
             raise BadRequest("control characters are not allowed in data")
         if len(vin) > MAX_TEXT:
             raise BadRequest(f"a VIN in data is longer than {MAX_TEXT} characters")
-        if year and not (year.isdigit() and 1 <= int(year) <= 9999):
+        if year and not (is_number(year) and 1 <= int(year) <= 9999):
             raise BadRequest(f"model year {year!r} in data is not a year")
         entries.append((vin, int(year) if year else None))
         if len(entries) > MAX_BATCH:
